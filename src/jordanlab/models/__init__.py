@@ -1,1 +1,25 @@
-"""jordanlab.models"""
+"""jordanlab.models: the networks compared in the talk and beyond it.
+
+``build(name, **options)`` returns a model from the registry :data:`MODELS`; every model maps
+``(N, C, H, W)`` float images to ``(N, 1, H, W)`` logits on any canvas size.
+"""
+
+from .cnn import LocalCNN
+from .recurrent import RecurrentNet, run_until_stable
+from .registry import MODELS, build, count_parameters, model_table, receptive_field
+from .scan import RowScanNet, linear_scan
+from .unet import UNet
+
+__all__ = [
+    "MODELS",
+    "LocalCNN",
+    "RecurrentNet",
+    "RowScanNet",
+    "UNet",
+    "build",
+    "count_parameters",
+    "linear_scan",
+    "model_table",
+    "receptive_field",
+    "run_until_stable",
+]

@@ -1,0 +1,228 @@
+"""The model registry: one factory per architecture name, plus descriptive helpers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from torch import nn
+
+from .cnn import UNET_CONV_LAYERS, LocalCNN
+from .recurrent import RecurrentNet
+from .scan import RowScanNet
+from .unet import UNet
+
+
+def unet(
+    *,
+    in_channels: int = 1,
+    width: int = 8,
+    depth: int = 5,
+    norm: str = "batch",
+    up: str = "transposed",
+) -> nn.Module:
+    """U-Net with 6 scales (5 poolings), concatenated skips: the talk's network."""
+    return UNet(in_channels=in_channels, width=width, depth=depth, norm=norm, up=up)
+
+
+def local_cnn(
+    *, in_channels: int = 1, width: int = 16, depth: int = UNET_CONV_LAYERS, norm: str = "batch"
+) -> nn.Module:
+    """Plain 3×3 CNN, as many conv layers as the U-Net, no pooling: a local receptive field."""
+    return LocalCNN(in_channels=in_channels, width=width, depth=depth, norm=norm)
+
+
+def cnn_gap(
+    *,
+    in_channels: int = 1,
+    width: int = 16,
+    depth: int = UNET_CONV_LAYERS,
+    norm: str = "batch",
+    blocks: int = 1,
+) -> nn.Module:
+    """Local CNN + global-average-pooling blocks (image mean broadcast back to every pixel)."""
+    return LocalCNN(
+        in_channels=in_channels, width=width, depth=depth, norm=norm, nonlocal_kind="gap", blocks=blocks
+    )
+
+
+def cnn_sa(
+    *,
+    in_channels: int = 1,
+    width: int = 16,
+    depth: int = UNET_CONV_LAYERS,
+    norm: str = "batch",
+    blocks: int = 1,
+    max_tokens: int = 1024,
+) -> nn.Module:
+    """Local CNN + non-local self-attention blocks (Wang et al. 2018; subsampled keys)."""
+    return LocalCNN(
+        in_channels=in_channels,
+        width=width,
+        depth=depth,
+        norm=norm,
+        nonlocal_kind="sa",
+        blocks=blocks,
+        max_tokens=max_tokens,
+    )
+
+
+def cnn_gc(
+    *,
+    in_channels: int = 1,
+    width: int = 16,
+    depth: int = UNET_CONV_LAYERS,
+    norm: str = "batch",
+    blocks: int = 1,
+    ratio: int = 4,
+) -> nn.Module:
+    """Local CNN + global-context blocks (Cao et al. GCNet: attention-pooled context, bottleneck)."""
+    return LocalCNN(
+        in_channels=in_channels,
+        width=width,
+        depth=depth,
+        norm=norm,
+        nonlocal_kind="gc",
+        blocks=blocks,
+        ratio=ratio,
+    )
+
+
+def recurrent(
+    *,
+    in_channels: int = 1,
+    width: int = 32,
+    blocks: int = 1,
+    iters: int = 20,
+    state_norm: str = "channel",
+) -> nn.Module:
+    """Weight-tied recurrent CNN with recall (DeepThinking style), run for any number of iterations."""
+    return RecurrentNet(
+        in_channels=in_channels, width=width, blocks=blocks, iters=iters, state_norm=state_norm
+    )
+
+
+def scan(
+    *,
+    in_channels: int = 1,
+    width: int = 16,
+    encoder_depth: int = 3,
+    head_width: int = 16,
+    directions: tuple[str, ...] = ("right",),
+    gate: str = "tanh",
+    method: str = "doubling",
+) -> nn.Module:
+    """Learned row scan: local encoder, linear recurrence h = a⊙h' + b along rows, local head."""
+    return RowScanNet(
+        in_channels=in_channels,
+        width=width,
+        encoder_depth=encoder_depth,
+        head_width=head_width,
+        directions=directions,
+        gate=gate,
+        method=method,
+    )
+
+
+#: Architecture name → factory (keyword-only arguments with defaults).
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "unet": unet,
+    "local-cnn": local_cnn,
+    "cnn-gap": cnn_gap,
+    "cnn-sa": cnn_sa,
+    "cnn-gc": cnn_gc,
+    "recurrent": recurrent,
+    "scan": scan,
+}
+
+
+def build(name: str, **kw: object) -> nn.Module:
+    """Build the architecture registered as ``name`` with keyword options ``kw``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not in :data:`MODELS` (the message lists the valid names).
+    TypeError
+        A keyword is not an option of that architecture (the message names it and lists the
+        valid ones).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build("local-cnn", width=4, depth=3)
+    >>> net(torch.zeros(2, 1, 40, 56)).shape
+    torch.Size([2, 1, 40, 56])
+    """
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
+    factory = MODELS[name]
+    valid = list(inspect.signature(factory).parameters)
+    unknown = [k for k in kw if k not in valid]
+    if unknown:
+        raise TypeError(
+            f"model {name!r} got unknown keyword(s) {', '.join(map(repr, unknown))}; "
+            f"valid keywords: {', '.join(valid)}"
+        )
+    return factory(**kw)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Total number of scalar parameters Σ_p numel(p) (trainable or not; buffers excluded)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters())
+
+
+def receptive_field(model: str | nn.Module, *, canvas: int | None = None) -> int | str:
+    """Receptive field of one output pixel: the side of its input window, or a description.
+
+    Analytic: a stack of 3×3 convs (stride 1) of depth L sees a window of side 2L + 1; the
+    U-Net's is computed through its poolings and upsamplings (:meth:`UNet.receptive_field`).
+    Non-local layers give ``"global"``; the recurrent network's window grows with the number of
+    iterations (``"unbounded (iterations)"``); the scan network reaches the border along its
+    scan axes.
+
+    Parameters
+    ----------
+    model : str or nn.Module
+        A registered name (built with default options) or a built model.
+    canvas : int, optional
+        Canvas side. When given, a window of side ≥ 2·canvas − 1 (every pixel sees the whole
+        canvas from anywhere) is reported as ``"global"``.
+    """
+    if isinstance(model, str):
+        model = build(model)
+    if canvas is not None:
+        if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 1:
+            raise ValueError(f"canvas must be a positive int, got {canvas!r}")
+    if isinstance(model, RecurrentNet):
+        return "unbounded (iterations)"
+    method = getattr(model, "receptive_field", None)
+    if not callable(method):
+        raise TypeError(f"no receptive field is known for a {type(model).__name__}")
+    value = method()
+    if isinstance(value, int) and canvas is not None and value >= 2 * canvas - 1:
+        return "global"
+    return value
+
+
+def model_table(names: list[str] | None = None, *, canvas: int = 128) -> list[dict[str, object]]:
+    """One row per architecture (default options): name, parameters, receptive field, description.
+
+    ``canvas`` decides when a finite receptive field is reported as ``"global"``.
+    """
+    names = sorted(MODELS) if names is None else list(names)
+    rows = []
+    for name in names:
+        model = build(name)
+        doc = inspect.getdoc(MODELS[name]) or ""
+        rows.append(
+            {
+                "name": name,
+                "parameters": count_parameters(model),
+                "receptive_field": receptive_field(model, canvas=canvas),
+                "description": doc.splitlines()[0] if doc else "",
+            }
+        )
+    return rows

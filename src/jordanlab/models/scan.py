@@ -1,0 +1,171 @@
+"""Learned row-scan network: a local encoder, a linear recurrence along rows, a local head.
+
+The exact parity rule fills a pixel when the half-line to its right crosses the curve an odd
+number of times. Written as a recurrence from the right border, s_c = a_c · s_{c+1} with
+a_c = −1 at a crossing and +1 elsewhere, the sign of s_c is the parity. A linear recurrence
+h_c = a_c ⊙ h_{c+1} + b_c with input-dependent a_c ∈ (−1, 1) (``gate="tanh"``) can express this;
+with a positive gate (``gate="sigmoid"``, a_c ∈ (0, 1)) the sign can never flip, so it cannot.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .parts import ConvNormReLU, check_images, check_positive_int
+
+SCAN_METHODS = ("doubling", "sequential")
+GATES = ("tanh", "sigmoid")
+#: Directions, named by the half-line each state summarises: "right" scans right-to-left.
+DIRECTIONS = ("right", "left", "down", "up")
+
+
+def linear_scan(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    *,
+    reverse: bool = False,
+    method: str = "doubling",
+) -> torch.Tensor:
+    """Solve the first-order linear recurrence h_t = a_t ⊙ h_{t−1} + b_t along the last axis.
+
+    With ``reverse=True`` the recurrence runs from the end: h_t = a_t ⊙ h_{t+1} + b_t.
+    The state before the first element is ``h0`` (zero when None).
+
+    Parameters
+    ----------
+    a, b : Tensor of shape (..., T)
+        Coefficients and inputs (same shape).
+    h0 : Tensor broadcastable to (..., 1), optional
+        Initial state.
+    reverse : bool
+        Scan from t = T−1 down to 0.
+    method : {"doubling", "sequential"}
+        ``"doubling"``: Hillis–Steele parallel prefix over the associative composition
+        (A₁, B₁) then (A₂, B₂) = (A₂A₁, A₂B₁ + B₂), ⌈log₂ T⌉ vectorised steps and no division,
+        so negative and zero coefficients are exact. ``"sequential"``: a loop over the T
+        positions (the reference).
+
+    Returns
+    -------
+    Tensor of shape (..., T)
+        All states h_0 … h_{T−1}.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.ndim < 1 or a.shape[-1] == 0:
+        raise ValueError(f"a must have a non-empty last axis, got shape {tuple(a.shape)}")
+    if method not in SCAN_METHODS:
+        raise ValueError(f"method={method!r} is not supported; expected one of {SCAN_METHODS}")
+    if reverse:
+        a, b = a.flip(-1), b.flip(-1)
+    if method == "sequential":
+        h = torch.zeros_like(b[..., 0]) if h0 is None else h0[..., 0].expand_as(b[..., 0])
+        states = []
+        for t in range(a.shape[-1]):
+            h = a[..., t] * h + b[..., t]
+            states.append(h)
+        out = torch.stack(states, dim=-1)
+    else:
+        big_a, big_b = a, b
+        d, length = 1, a.shape[-1]
+        while d < length:
+            big_b = torch.cat([big_b[..., :d], big_a[..., d:] * big_b[..., :-d] + big_b[..., d:]], dim=-1)
+            big_a = torch.cat([big_a[..., :d], big_a[..., d:] * big_a[..., :-d]], dim=-1)
+            d *= 2
+        out = big_b if h0 is None else big_b + big_a * h0
+    return out.flip(-1) if reverse else out
+
+
+class RowScanNet(nn.Module):
+    """Local encoder → gated linear scans along rows (and optionally columns) → local head.
+
+    - Encoder: ``encoder_depth`` × (3×3 conv → ReLU), ``C → width`` features f.
+    - For each direction d: a = gate(1×1 conv(f)), b = 1×1 conv(f) (``width`` channels each),
+      h = the recurrence h_p = a_p ⊙ h_{p+1} + b_p along d, started from a learned state h0_d
+      beyond the border (see :func:`linear_scan`).
+    - Head: concat(f, h_d for every d) → 3×3 conv → ReLU → 1×1 conv → one logit.
+
+    Parameters
+    ----------
+    in_channels : int
+        C of the ``(N, C, H, W)`` input.
+    width : int
+        Channels of the features and of each scan state.
+    encoder_depth : int
+        3×3 convs in the encoder (its receptive field is 2·encoder_depth + 1).
+    head_width : int
+        Hidden channels of the head.
+    directions : tuple of {"right", "left", "down", "up"}
+        Half-lines summarised by the scans; ``("right",)`` is the parity rule's ray.
+    gate : {"tanh", "sigmoid"}
+        a ∈ (−1, 1) (sign flips possible: parity expressible) or a ∈ (0, 1) (positive only).
+    method : {"doubling", "sequential"}
+        Scan implementation (same result; see :func:`linear_scan`).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        width: int = 16,
+        encoder_depth: int = 3,
+        head_width: int = 16,
+        directions: tuple[str, ...] = ("right",),
+        gate: str = "tanh",
+        method: str = "doubling",
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        check_positive_int(width, "width")
+        check_positive_int(encoder_depth, "encoder_depth")
+        check_positive_int(head_width, "head_width")
+        directions = tuple(directions)
+        bad = [d for d in directions if d not in DIRECTIONS]
+        if bad or not directions or len(set(directions)) != len(directions):
+            raise ValueError(
+                f"directions={directions!r} must be distinct entries of {DIRECTIONS}, at least one"
+            )
+        if gate not in GATES:
+            raise ValueError(f"gate={gate!r} is not supported; expected one of {GATES}")
+        if method not in SCAN_METHODS:
+            raise ValueError(f"method={method!r} is not supported; expected one of {SCAN_METHODS}")
+        self.directions, self.gate, self.method = directions, gate, method
+        self.encoder = nn.Sequential(
+            *(ConvNormReLU(in_channels if i == 0 else width, width, norm="none") for i in range(encoder_depth))
+        )
+        self.coef_a = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in directions)
+        self.coef_b = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in directions)
+        self.h0 = nn.Parameter(torch.ones(len(directions), width))
+        self.head = nn.Sequential(
+            nn.Conv2d(width * (1 + len(directions)), head_width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(head_width, 1, 1),
+        )
+
+    def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Encoder features f ``(N, width, H, W)`` and the (a, b) pair of every direction."""
+        check_images(x, self.in_channels)
+        f = self.encoder(x)
+        squash = torch.tanh if self.gate == "tanh" else torch.sigmoid
+        return f, [(squash(ca(f)), cb(f)) for ca, cb in zip(self.coef_a, self.coef_b)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(N, C, H, W)`` images to ``(N, 1, H, W)`` logits."""
+        f, coefs = self.coefficients(x)
+        states = [f]
+        for k, (direction, (a, b)) in enumerate(zip(self.directions, coefs)):
+            vertical = direction in ("down", "up")
+            if vertical:
+                a, b = a.transpose(-1, -2), b.transpose(-1, -2)
+            h0 = self.h0[k].view(1, -1, 1, 1)
+            h = linear_scan(a, b, h0, reverse=direction in ("right", "down"), method=self.method)
+            states.append(h.transpose(-1, -2) if vertical else h)
+        return self.head(torch.cat(states, dim=1))
+
+    def receptive_field(self) -> str:
+        """``"global along rows"`` (or rows and columns) : the scans reach the canvas border."""
+        axes = {"rows" if d in ("right", "left") else "columns" for d in self.directions}
+        return "global along " + " and ".join(sorted(axes, reverse=True))
+
