@@ -1,0 +1,134 @@
+"""Kernel regression and closed-form MSE gradient flow: against Euler integration and each other."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jordanlab.kernels.infinite import mlp_kernels
+from jordanlab.kernels.regression import gradient_descent_mse, kernel_regression
+
+
+def _problem(rng, n=12, m=5, d=6, k=None):
+    x = rng.standard_normal((n + m, d))
+    _, ntk = mlp_kernels(x, None, 2)
+    y = rng.standard_normal(n if k is None else (n, k))
+    return ntk[m:, :][:, m:], ntk[:m, m:], torch.from_numpy(y)
+
+
+def _euler(k_tt, k_st, y, f0, g0, lr, t, steps, ridge=0.0):
+    """Explicit Euler on df(X)/dt = -η(K+λI)(f - y), df(x)/dt = -η K(x,X)(f - y)."""
+    a = k_tt + ridge * torch.eye(k_tt.shape[0], dtype=torch.float64)
+    f, g = f0.clone(), g0.clone()
+    dt = t / steps
+    for _ in range(steps):
+        r = f - y
+        f, g = f - lr * dt * (a @ r), g - lr * dt * (k_st @ r)
+    return f, g
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+def test_closed_form_equals_euler_integration(rng, ridge):
+    k_tt, k_st, y = _problem(rng)
+    f0 = torch.from_numpy(rng.standard_normal(12))
+    g0 = torch.from_numpy(rng.standard_normal(5))
+    lr, t = 0.7, 1.3
+    predict = gradient_descent_mse(k_tt, y, lr=lr, ridge=ridge)
+    ft, gt = predict(t, fx_train_0=f0, fx_test_0=g0, k_test_train=k_st)
+    fe, ge = _euler(k_tt, k_st, y, f0, g0, lr, t, 20000, ridge)
+    # Euler's global error is O(dt); with dt = t/20000 it is ~1e-4 relative at most.
+    scale = float(torch.linalg.norm(y))
+    assert torch.allclose(ft, fe, atol=2e-4 * scale)
+    assert torch.allclose(gt, ge, atol=2e-4 * scale)
+    # and the error halves when the step halves (first order): a real convergence check
+    fe2, ge2 = _euler(k_tt, k_st, y, f0, g0, lr, t, 40000, ridge)
+    e1 = float((gt - ge).abs().max())
+    e2 = float((gt - ge2).abs().max())
+    assert 0.4 < e2 / e1 < 0.6
+
+
+def test_infinite_time_equals_kernel_regression(rng):
+    k_tt, k_st, y = _problem(rng)
+    predict = gradient_descent_mse(k_tt, y, lr=1.0)
+    ft, gt = predict(math.inf, k_test_train=k_st)
+    assert torch.allclose(ft, y, atol=1e-8)
+    assert torch.allclose(gt, kernel_regression(k_st, k_tt, y), atol=1e-10)
+    # a long finite time approaches the same limit
+    _, g_late = predict(1e6, k_test_train=k_st)
+    assert torch.allclose(g_late, gt, atol=1e-6)
+
+
+def test_kernel_regression_equals_direct_solve_and_interpolates(rng):
+    k_tt, k_st, y = _problem(rng, k=3)
+    f = kernel_regression(k_st, k_tt, y, ridge=0.01)
+    direct = k_st @ torch.linalg.solve(k_tt + 0.01 * torch.eye(12, dtype=torch.float64), y)
+    assert f.shape == (5, 3)
+    assert torch.allclose(f, direct, atol=1e-10)
+    assert torch.allclose(kernel_regression(k_tt, k_tt, y), y, atol=1e-8)
+
+
+def test_times_sequence_stacks_and_time_zero_is_initial(rng):
+    k_tt, k_st, y = _problem(rng)
+    f0 = torch.from_numpy(rng.standard_normal(12))
+    predict = gradient_descent_mse(k_tt, y, lr=0.5)
+    ft, gt = predict([0.0, 1.0, math.inf], fx_train_0=f0, fx_test_0=0.0, k_test_train=k_st)
+    assert ft.shape == (3, 12) and gt.shape == (3, 5)
+    assert torch.allclose(ft[0], f0, atol=1e-12) and torch.allclose(gt[0], torch.zeros(5, dtype=torch.float64))
+    assert torch.allclose(ft[1], predict(1.0, fx_train_0=f0), atol=1e-12)
+
+
+def test_singular_kernel_raises_naming_ridge_not_nan():
+    x = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    k = x @ x.T  # rank 2 of 3
+    y = np.array([1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="ridge"):
+        kernel_regression(k, k, y)
+    predict = gradient_descent_mse(k, y)
+    with pytest.raises(ValueError, match="ridge"):
+        predict(math.inf)
+    # finite time is well defined on a singular kernel (the gain tends to η t on its null space)
+    ft = predict(2.0)
+    assert torch.isfinite(ft).all()
+    # a ridge makes it invertible
+    assert torch.isfinite(kernel_regression(k, k, y, ridge=1e-3)).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k_train_train=np.ones((2, 3)), y_train=np.zeros(2)), "k_train_train"),
+        (dict(k_train_train=np.eye(3), y_train=np.zeros(2)), "y_train"),
+        (dict(k_train_train=np.array([[1.0, 0.5], [0.0, 1.0]]), y_train=np.zeros(2)), "symmetric"),
+        (dict(k_train_train=np.eye(2), y_train=np.zeros(2), ridge=-1.0), "ridge"),
+        (dict(k_train_train=np.diag([1.0, -1.0]), y_train=np.zeros(2)), "semidefinite"),
+    ],
+)
+def test_bad_inputs_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kernel_regression(np.zeros((1, kwargs["k_train_train"].shape[1])), **kwargs)
+
+
+def test_bad_lr_and_time_raise():
+    with pytest.raises(ValueError, match="lr"):
+        gradient_descent_mse(np.eye(2), np.zeros(2), lr=0.0)
+    predict = gradient_descent_mse(np.eye(2), np.zeros(2))
+    with pytest.raises(ValueError, match="t must"):
+        predict(-1.0)
+    with pytest.raises(ValueError, match="k_test_train"):
+        predict(1.0, k_test_train=np.zeros((3, 5)))
+    with pytest.raises(TypeError, match="k_train_train"):
+        gradient_descent_mse([[1.0]], np.zeros(1))
+
+
+@given(seed=st.integers(0, 10_000), t=st.floats(0.0, 50.0))
+def test_training_loss_never_increases(seed, t):
+    """Gradient flow on a PSD kernel monotonically decreases ½‖f(X) − y‖²."""
+    rng = np.random.default_rng(seed)
+    k_tt, _, y = _problem(rng, n=6, m=1, d=3)
+    predict = gradient_descent_mse(k_tt, y, lr=1.0)
+    f1 = predict(t)
+    f2 = predict(t + 0.5)
+    assert float(((f2 - y) ** 2).sum()) <= float(((f1 - y) ** 2).sum()) + 1e-12
