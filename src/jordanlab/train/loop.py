@@ -1,0 +1,402 @@
+"""The training loop: one function, the same for one process, many ranks, CPU or CUDA.
+
+``train(config, run_dir)`` writes into ``run_dir``:
+
+- ``config.toml``: the resolved config (a rerun with a different one is refused);
+- ``data/``: the generated dataset, unless ``[data] dir`` names one;
+- ``ckpt-000001.pt`` (+ ``.sha256``) ...: a checkpoint every ``checkpoint_every`` epochs;
+- ``metrics.jsonl``: one JSON line per epoch; ``run.json``: versions, device and determinism flags;
+- ``tb/``: TensorBoard events, only when ``torch.utils.tensorboard`` imports.
+
+Rerunning the same call resumes from the newest good checkpoint. All randomness after the
+model's initialisation is a pure function of ``(seed, epoch, step)`` (sampler permutation,
+augmentation via ``FillDataset.set_epoch``, the progressive loss's draws) and the global RNG
+states are saved and restored, so on CPU a resumed run ends with weights bit-identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from .checkpoint import (
+    build_model,
+    capture_rng_state,
+    latest_good_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from .config import Config, _atomic_write_text, config_to_dict, load_config, save_config
+from .distributed import DistContext, EpochSampler, all_reduce_sum, setup_distributed, teardown_distributed
+from .objectives import build_objective
+from .optim import build_optimizer, learning_rate, set_learning_rate
+
+__all__ = ["train", "NonFiniteLossError", "EpochCallback"]
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+# Keys that may change between a run and its resumption without changing its results.
+_RESUMABLE = {"description", "train.device", "train.num_workers", "train.keep_checkpoints", "data.dir"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+@contextlib.contextmanager
+def _isolated_global_rng() -> Iterator[None]:
+    """Restore the caller's Python/NumPy/torch/CUDA generator states on exit."""
+    saved = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(saved)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not (prefix == "model." and k == "kwargs"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _check_same_run(config: Config, run_dir: Path) -> None:
+    saved_path = run_dir / "config.toml"
+    if not saved_path.is_file():
+        return
+    saved = _flatten(config_to_dict(load_config(saved_path)))
+    new = _flatten(config_to_dict(config))
+    allowed = set(_RESUMABLE)
+    if config.optim.schedule == "constant":
+        allowed.add("train.epochs")
+    diff = sorted(k for k in new if new[k] != saved.get(k) and k not in allowed)
+    if diff:
+        detail = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
+        raise ValueError(
+            f"run_dir {str(run_dir)!r} holds a run with a different config ({detail}); "
+            "use a new run directory, or the saved config.toml to resume"
+        )
+
+
+def _per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image IoU of the figure (1 when both empty) and pixel accuracy, shape (N,) each."""
+    p = (logits.detach() > 0).flatten(1)
+    t = (target > 0.5).flatten(1)
+    inter = (p & t).sum(1).float()
+    union = (p | t).sum(1).float()
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    acc = (p == t).float().mean(1)
+    return iou, acc
+
+
+def _prepare_data(config: Config, run_dir: Path, ctx: DistContext, progress: bool) -> Path:
+    from jordanlab import data
+
+    if config.data.dir is not None:
+        d = Path(config.data.dir)
+        if not d.is_dir():
+            raise ValueError(f"config key 'data.dir': {str(d)!r} is not a directory")
+        return d
+    d = run_dir / "data"
+    if ctx.is_main and not (d / "manifest.json").is_file():
+        data.write_dataset(config.data.preset, d, seed=config.data.seed, n=config.data.n_train,
+                           progress=progress)
+    ctx.barrier()
+    return d
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed Python and NumPy from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _agree_on_resume(ctx: DistContext, run_dir: Path) -> Path | None:
+    path = latest_good_checkpoint(run_dir) if ctx.is_main else None
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        box = [str(path) if path is not None else None]
+        dist.broadcast_object_list(box, src=0)
+        path = Path(box[0]) if box[0] is not None else None
+    return path
+
+
+def _truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    f = run_dir / "metrics.jsonl"
+    if not f.is_file():
+        return
+    keep = [line for line in f.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch]
+    _atomic_write_text(f, "".join(line + "\n" for line in keep))
+
+
+def _append_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(metrics) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _prune_checkpoints(run_dir: Path, keep: int) -> None:
+    for _, path in list_checkpoints(run_dir)[:-keep]:
+        for p in (path, path.with_name(path.name + ".sha256")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def _run_info(ctx: DistContext, amp: bool, channels_last: bool) -> dict[str, Any]:
+    return {
+        "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+        "device": str(ctx.device), "world_size": ctx.world_size, "amp_bf16": amp, "channels_last": channels_last,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "num_threads": torch.get_num_threads(),
+    }
+
+
+@torch.inference_mode()
+def _validate(model: nn.Module, dataset: Any, *, device: torch.device, batch_size: int,
+              amp: bool, channels_last: bool) -> dict[str, float]:
+    if dataset is None or len(dataset) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    ious, accs = [], []
+    try:
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            x, y = x.to(device), y.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            iou, acc = _per_image_scores(logits.float(), y)
+            ious.append(iou.cpu())
+            accs.append(acc.cpu())
+    finally:
+        model.train(was_training)
+    iou, acc = torch.cat(ious), torch.cat(accs)
+    return {"val_iou": float(iou.mean()), "val_accuracy": float(acc.mean()),
+            "val_perfect_rate": float((acc == 1).float().mean())}
+
+
+def train(config: Config, run_dir: str | os.PathLike[str], *, progress: bool = True,
+          callbacks: Sequence[EpochCallback] = ()) -> dict[str, Any]:
+    """Train ``build(config.model)`` on ``config.data`` and return the last epoch's metrics.
+
+    Parameters
+    ----------
+    config : Config
+        The resolved configuration (see :func:`jordanlab.train.load_config`).
+    run_dir : path-like
+        The run directory; created if needed. If it holds checkpoints of the same config, training
+        resumes after the newest good one (a finished run returns its final metrics at once).
+    progress : bool
+        Show a tqdm bar with the running loss and IoU (rank 0 only).
+    callbacks : sequence of callables
+        ``callback(epoch, metrics)`` after every epoch, once its checkpoint is written.
+
+    Returns
+    -------
+    dict
+        ``epoch, step, loss, train_iou, train_accuracy, val_iou, val_accuracy, val_perfect_rate,
+        lr, seconds`` of the last epoch.
+
+    Raises
+    ------
+    ValueError
+        ``run_dir`` holds a different config; the batch does not split across ranks; an unknown
+        model or data preset.
+    NonFiniteLossError
+        The loss became NaN or infinite; the last good checkpoint is kept and named.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config: expected a jordanlab.train.Config, got {type(config).__name__}")
+    run_dir = Path(run_dir)
+    ctx = setup_distributed(config.train.device)
+    try:
+        with _isolated_global_rng():
+            return _train(config, run_dir, ctx, progress=progress, callbacks=callbacks)
+    finally:
+        teardown_distributed(ctx)
+
+
+def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
+           callbacks: Sequence[EpochCallback]) -> dict[str, Any]:
+    tc = config.train
+    if tc.batch_size % ctx.world_size:
+        raise ValueError(f"config key 'train.batch_size': the global batch {tc.batch_size} does not split "
+                         f"evenly across {ctx.world_size} ranks")
+    per_rank = tc.batch_size // ctx.world_size
+    cuda = ctx.device.type == "cuda"
+    amp = tc.amp and cuda
+    channels_last = tc.channels_last and cuda
+
+    _check_same_run(config, run_dir)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.toml")
+        _atomic_write_text(run_dir / "run.json", json.dumps(_run_info(ctx, amp, channels_last), indent=2) + "\n")
+    ctx.barrier()
+
+    # Model first: an unknown name or keyword fails before any data is generated.
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+    torch.manual_seed(tc.seed)
+    model = build_model(config.model)
+    objective = build_objective(tc)
+    net = objective.module(model)
+    if ctx.distributed and tc.sync_batchnorm:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    net = net.to(ctx.device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(net.parameters(), config.optim)
+
+    from jordanlab import data
+
+    data_dir = _prepare_data(config, run_dir, ctx, progress)
+    train_ds = data.FillDataset(data_dir, "train", augment=config.data.augment, seed=config.data.seed)
+    val_ds = None
+    if ctx.is_main and config.data.n_val > 0:
+        test = data.FillDataset(data_dir, "test", augment=False, seed=config.data.seed)
+        val_ds = Subset(test, range(min(config.data.n_val, len(test))))
+
+    sampler = EpochSampler(len(train_ds), seed=tc.seed, rank=ctx.rank, world_size=ctx.world_size)
+    steps_per_epoch = math.ceil(len(sampler) / per_rank)
+    total_steps = tc.epochs * steps_per_epoch
+
+    start_epoch, step, last_metrics = 1, 0, {}
+    resume = _agree_on_resume(ctx, run_dir)
+    if resume is not None:
+        ckpt = load_checkpoint(resume, map_location=ctx.device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng_state(ckpt["rng"])
+        start_epoch, step, last_metrics = ckpt["epoch"] + 1, ckpt["step"], ckpt["metrics"]
+        if ctx.is_main:
+            _truncate_metrics(run_dir, ckpt["epoch"])
+    elif ctx.is_main:
+        _truncate_metrics(run_dir, 0)
+
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[ctx.device] if cuda else None)
+
+    writer = None
+    if ctx.is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            writer = None
+
+    bar = None
+    if ctx.is_main and progress and start_epoch <= tc.epochs:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, desc=f"train {config.model.name}", unit="step", dynamic_ncols=True)
+
+    try:
+        for epoch in range(start_epoch, tc.epochs + 1):
+            t0 = time.perf_counter()
+            train_ds.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
+            loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=tc.num_workers,
+                                worker_init_fn=_seed_worker, generator=gen, pin_memory=cuda,
+                                persistent_workers=False)
+            net.train()
+            sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss*n, iou, acc, n
+            for x, y in loader:
+                x = x.to(ctx.device, non_blocking=True)
+                y = y.to(ctx.device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                lr = learning_rate(step, config.optim, total_steps=total_steps)
+                set_learning_rate(optimizer, lr)
+                with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+                    loss, logits = objective.loss(net, x, y, step=step)
+                bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
+                if float(all_reduce_sum(bad, ctx)) > 0:
+                    good = latest_good_checkpoint(run_dir, warn=False)
+                    raise NonFiniteLossError(
+                        f"training loss became {float(loss)} at epoch {epoch}, step {step} (lr {lr:g}); "
+                        f"stopped. The last good checkpoint is "
+                        f"{str(good) if good else '(none: no epoch finished)'}; lower optim.lr or set "
+                        "optim.grad_clip, then rerun to resume from it"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.optim.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(net.parameters(), config.optim.grad_clip)
+                optimizer.step()
+                step += 1
+                iou, acc = _per_image_scores(logits.float(), y)
+                n = x.shape[0]
+                sums += torch.stack([loss.detach().double() * n, iou.double().sum(), acc.double().sum(),
+                                     torch.tensor(float(n), dtype=torch.float64, device=ctx.device)])
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", iou=f"{float(iou.mean()):.3f}", refresh=False)
+            all_reduce_sum(sums, ctx)
+            loss_sum, iou_sum, acc_sum, count = sums.tolist()
+            metrics: dict[str, Any] = {
+                "epoch": epoch, "step": step, "loss": loss_sum / count,
+                "train_iou": iou_sum / count, "train_accuracy": acc_sum / count,
+            }
+            metrics.update(_validate(model, val_ds, device=ctx.device, batch_size=per_rank,
+                                     amp=amp, channels_last=channels_last))
+            metrics["lr"] = learning_rate(max(0, step - 1), config.optim, total_steps=total_steps)
+            metrics["seconds"] = time.perf_counter() - t0
+            if ctx.is_main:
+                if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
+                    save_checkpoint(run_dir, config=config, model=model, optimizer=optimizer, epoch=epoch,
+                                    step=step, metrics=metrics, rng=capture_rng_state())
+                    _prune_checkpoints(run_dir, tc.keep_checkpoints)
+                _append_metrics(run_dir, metrics)
+                if writer is not None:
+                    for k, v in metrics.items():
+                        if k != "epoch":
+                            writer.add_scalar(k, v, epoch)
+                    writer.flush()
+                if bar is not None:
+                    bar.set_postfix(epoch=epoch, loss=f"{metrics['loss']:.4f}",
+                                    iou=f"{metrics['train_iou']:.3f}",
+                                    val_iou=f"{metrics.get('val_iou', float('nan')):.3f}")
+            ctx.barrier()
+            last_metrics = metrics
+            for cb in callbacks:
+                cb(epoch, metrics)
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    return dict(last_metrics)
+
