@@ -392,7 +392,7 @@ def _toml_value(v: Any, key: str) -> str:
             return "inf" if v > 0 else "-inf"
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
+        return _toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x, key) for x in v) + "]"
     if isinstance(v, Mapping):
@@ -401,9 +401,23 @@ def _toml_value(v: Any, key: str) -> str:
     raise TypeError(f"config key {key!r}: cannot write {type(v).__name__} value {v!r} to TOML")
 
 
+def _toml_string(s: str) -> str:
+    """A TOML basic string: quote, backslash and control characters escaped."""
+    out = ['"']
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
 def _toml_key(k: str) -> str:
-    bare = k and all(c.isalnum() or c in "-_" for c in k) and k.isascii()
-    return k if bare else json.dumps(k)
+    bare = bool(k) and k.isascii() and all(c.isalnum() or c in "-_" for c in k)
+    return k if bare else _toml_string(k)
 
 
 def config_to_toml(config: Config) -> str:
