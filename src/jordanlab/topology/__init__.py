@@ -1,1 +1,30 @@
-"""jordanlab.topology"""
+"""jordanlab.topology: the exact fill of rasterized closed curves, its validation, programmed nets.
+
+Public names
+------------
+fill, FillMethod, DEFAULT_FILL_METHOD
+    Even-odd figure mask of boundary images (crossing parity, or flood as a cross-check).
+crossing_parity, flood_depth_parity
+    The two implementations behind :func:`fill`.
+validate, InvalidBoundaryError
+    Check that a boundary image is a set of non-touching closed curves; say what is wrong.
+"""
+
+from jordanlab.topology.fill import (
+    DEFAULT_FILL_METHOD,
+    FillMethod,
+    crossing_parity,
+    fill,
+    flood_depth_parity,
+)
+from jordanlab.topology.validate import InvalidBoundaryError, validate
+
+__all__ = [
+    "DEFAULT_FILL_METHOD",
+    "FillMethod",
+    "crossing_parity",
+    "fill",
+    "flood_depth_parity",
+    "InvalidBoundaryError",
+    "validate",
+]
