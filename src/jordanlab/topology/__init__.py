@@ -10,14 +10,14 @@ validate, InvalidBoundaryError
     Check that a boundary image is a set of non-touching closed curves; say what is wrong.
 """
 
-from jordanlab.topology.fill import (
+from jordanlab.topology._fill import (
     DEFAULT_FILL_METHOD,
     FillMethod,
     crossing_parity,
     fill,
     flood_depth_parity,
 )
-from jordanlab.topology.validate import InvalidBoundaryError, validate
+from jordanlab.topology._validate import InvalidBoundaryError, validate
 
 __all__ = [
     "DEFAULT_FILL_METHOD",

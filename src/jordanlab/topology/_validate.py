@@ -17,6 +17,8 @@ _EIGHT = ndimage.generate_binary_structure(2, 2)
 class InvalidBoundaryError(ValueError):
     """A boundary image is not a set of non-touching closed digital curves (see :func:`validate`)."""
 
+    __module__ = "jordanlab.topology"
+
 
 def _where(image: int | None, r: int, c: int) -> str:
     return f"pixel (row={r}, col={c})" + ("" if image is None else f" of image {image}")
@@ -164,7 +166,7 @@ def validate(boundary: Any) -> None:
     >>> validate(segment)
     Traceback (most recent call last):
     ...
-    jordanlab.topology.validate.InvalidBoundaryError: open curve: pixel (row=2, col=1) is an end of the curve (at most one 8-neighbour on it); a closed curve separates an inside from the outside
+    jordanlab.topology.InvalidBoundaryError: open curve: pixel (row=2, col=1) is an end of the curve (at most one 8-neighbour on it); a closed curve separates an inside from the outside
     """
     arr = _as_numpy(boundary)
     if arr.ndim not in (2, 3):

@@ -27,6 +27,7 @@ from scipy.sparse.csgraph import shortest_path
 
 from jordanlab.topology._input import _as_bool_batch, _give_back
 from jordanlab.topology._thinning import has_redundant_pixels, thin
+from jordanlab.topology._validate import InvalidBoundaryError
 
 __all__ = ["FillMethod", "fill", "crossing_parity", "flood_depth_parity", "DEFAULT_FILL_METHOD"]
 
@@ -140,11 +141,10 @@ def _crossing_parity_numpy(b: np.ndarray) -> np.ndarray:
     return _unpack_rows(p | _inside_packed(centre), w)
 
 
-def _check_thinned(still: np.ndarray | torch.Tensor, index: np.ndarray | torch.Tensor) -> None:
-    if bool(still.any()):
-        from jordanlab.topology.validate import InvalidBoundaryError
-
-        bad = int(index[int(np.flatnonzero(np.asarray(still.cpu() if isinstance(still, torch.Tensor) else still))[0])])
+def _check_thinned(still: np.ndarray, index: np.ndarray) -> None:
+    """Raise if thinning left a 2x2 window with 3+ curve pixels in some image (``index`` maps back)."""
+    if still.any():
+        bad = int(index[np.flatnonzero(still)[0]])
         raise InvalidBoundaryError(
             f"fill(method='parity'): the curves of image {bad} do not thin to simple closed 8-curves "
             "(they touch, branch or are open); run jordanlab.topology.validate(boundary) to locate the problem"
@@ -165,7 +165,7 @@ def _crossing_parity_torch(b: torch.Tensor) -> torch.Tensor:
         idx = torch.nonzero(need).flatten()
         centre = b.clone()
         centre[idx] = thin(b[idx])
-        _check_thinned(has_redundant_pixels(centre[idx]), idx.cpu().numpy())
+        _check_thinned(has_redundant_pixels(centre[idx]).cpu().numpy(), idx.cpu().numpy())
     down = torch.zeros_like(b)
     if b.shape[1] >= 2:
         below = centre[:, 1:]
