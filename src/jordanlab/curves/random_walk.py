@@ -96,7 +96,7 @@ def random_walk(
     cell : int, optional
         Lattice spacing in pixels (default 3 for radius < 20, else 4).
     n_steps : int, optional
-        Walk length (default ~ 1.5 x number of cells across the grid squared / 4).
+        Walk length (default: the number of cells of the grid).
     rotate : bool
         Rotate by a uniform random angle.
 
@@ -113,7 +113,7 @@ def random_walk(
     if g < 3:
         raise ValueError(f"radius {r:.1f} is too small for a random walk with cell={cell}")
     if n_steps is None:
-        n_steps = int(1.5 * g * g / 4) + 4
+        n_steps = g * g
     moves = _STEPS[rng.integers(0, 4, size=n_steps)]
     pos = np.empty((n_steps + 1, 2), dtype=np.int64)
     pos[0] = (half, half)
