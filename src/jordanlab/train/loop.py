@@ -346,7 +346,7 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                 if float(all_reduce_sum(bad, ctx)) > 0:
                     good = latest_good_checkpoint(run_dir, warn=False)
                     raise NonFiniteLossError(
-                        f"training loss became {float(loss)} at epoch {epoch}, step {step} (lr {lr:g}); "
+                        f"training loss became {float(loss.detach())} at epoch {epoch}, step {step} (lr {lr:g}); "
                         f"stopped. The last good checkpoint is "
                         f"{str(good) if good else '(none: no epoch finished)'}; lower optim.lr or set "
                         "optim.grad_clip, then rerun to resume from it"
@@ -363,7 +363,7 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                                      torch.tensor(float(n), dtype=torch.float64, device=ctx.device)])
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", iou=f"{float(iou.mean()):.3f}", refresh=False)
+                    bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", iou=f"{float(iou.mean()):.3f}", refresh=False)
             all_reduce_sum(sums, ctx)
             loss_sum, iou_sum, acc_sum, count = sums.tolist()
             metrics: dict[str, Any] = {
