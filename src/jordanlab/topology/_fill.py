@@ -157,8 +157,14 @@ def _check_thinned(still: np.ndarray, index: np.ndarray) -> None:
 
 
 def _crossing_parity_torch(b: torch.Tensor) -> torch.Tensor:
+    """Bool batch ``(N, H, W)`` on any device -> figure; CPU tensors go through packed numpy."""
     if b.device.type == "cpu":  # bit-packed numpy is several times faster than torch on CPU
         return torch.from_numpy(_crossing_parity_numpy(b.numpy()))
+    return _crossing_parity_torch_native(b)
+
+
+def _crossing_parity_torch_native(b: torch.Tensor) -> torch.Tensor:
+    """Crossing parity with torch ops only (bool in, bool out), as used on CUDA."""
     centre = b
     need = has_redundant_pixels(b)
     if bool(need.any()):
