@@ -8,18 +8,33 @@
 """
 
 from jordanlab.data.generate import generate_images, label, make
+from jordanlab.data.io import DatasetError, load_dataset, read_manifest, write_dataset
+from jordanlab.data.png import read_boundary_png, write_mask_png
+from jordanlab.data.point import make_point_task
+from jordanlab.data.preview import gallery, preview_grid
 from jordanlab.data.specs import FAMILIES, PRESETS, SUITE_COUNT, SUITE_SIZE, SUITES, Spec, resolve, salt
+from jordanlab.data.torch_dataset import FillDataset
 
 __all__ = [
+    "DatasetError",
     "FAMILIES",
+    "FillDataset",
     "PRESETS",
     "SUITES",
     "SUITE_COUNT",
     "SUITE_SIZE",
     "Spec",
+    "gallery",
     "generate_images",
     "label",
+    "load_dataset",
     "make",
+    "make_point_task",
+    "preview_grid",
+    "read_boundary_png",
+    "read_manifest",
     "resolve",
     "salt",
+    "write_dataset",
+    "write_mask_png",
 ]

@@ -1,0 +1,106 @@
+"""PNG input/output for the CLI: a user's boundary image in, a filled mask out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["read_boundary_png", "write_mask_png", "CURVE_CONVENTIONS"]
+
+CURVE_CONVENTIONS = ("auto", "dark", "light")
+_THRESHOLD = 128
+_MAX_GREY_FRACTION = 0.05  # more mid-grey pixels than this: not a two-valued drawing
+_AMBIGUOUS_BAND = (0.4, 0.6)  # dark fraction in this band: "auto" cannot tell curve from background
+
+
+def read_boundary_png(path: str | os.PathLike, *, curve: str = "auto") -> np.ndarray:
+    """Read a boundary image from an 8-bit PNG (grey, grey+alpha, RGB, RGBA or palette).
+
+    Colour is converted to grey (ITU-R 601 luma; transparent pixels count as white) and thresholded
+    at 128. ``curve="dark"``: curve pixels are dark (< 128) on a light background; ``"light"``: light
+    on dark; ``"auto"``: the curve is the minority class, and the image is rejected as ambiguous when
+    the dark fraction is between 40% and 60%.
+
+    Returns
+    -------
+    ndarray of shape (H, W), uint8 in {0, 1}
+
+    Raises
+    ------
+    ValueError
+        Naming the file: unreadable or not a PNG, not 8-bit, not two-valued (more than 5% of pixels
+        strictly between 64 and 192), ambiguous under ``"auto"``, or without any curve pixel.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if curve not in CURVE_CONVENTIONS:
+        raise ValueError(f"curve must be one of {CURVE_CONVENTIONS}, got {curve!r}")
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            im.load()
+            fmt, mode = im.format, im.mode
+            if fmt != "PNG":
+                raise ValueError(f"{p}: not a PNG file (format {fmt})")
+            if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                raise ValueError(f"{p}: {mode} PNGs (16-bit or float) are not supported; save an 8-bit PNG")
+            if mode == "P":
+                im = im.convert("RGBA")
+                mode = "RGBA"
+            if mode in ("RGBA", "LA", "PA"):
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im.convert("RGBA"))
+            grey = np.asarray(im.convert("L"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{p}: cannot read as an image ({exc})") from None
+    if grey.ndim != 2 or min(grey.shape) < 3:
+        raise ValueError(f"{p}: image must be at least 3x3 pixels, got shape {grey.shape}")
+    mid = float(((grey > 64) & (grey < 192)).mean())
+    if mid > _MAX_GREY_FRACTION:
+        raise ValueError(
+            f"{p}: not a two-valued image ({mid:.0%} of pixels are mid-grey); draw curves in black on "
+            "white (or white on black) without anti-aliasing"
+        )
+    dark = grey < _THRESHOLD
+    frac = float(dark.mean())
+    if curve == "auto":
+        if _AMBIGUOUS_BAND[0] <= frac <= _AMBIGUOUS_BAND[1]:
+            raise ValueError(
+                f"{p}: ambiguous image ({frac:.0%} dark pixels): cannot tell curve from background; "
+                "pass curve='dark' (dark curves on light) or curve='light' (light curves on dark)"
+            )
+        curve = "dark" if frac < 0.5 else "light"
+    b = dark if curve == "dark" else ~dark
+    if not b.any():
+        raise ValueError(f"{p}: no curve pixels under the {curve!r} convention")
+    return b.astype(np.uint8)
+
+
+def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a binary mask ``(H, W)`` as an 8-bit grey PNG (figure 255, background 0), atomically."""
+    from PIL import Image
+
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {m.shape}")
+    if m.dtype != np.bool_ and not np.issubdtype(m.dtype, np.integer):
+        raise TypeError(f"mask must be bool or integer, got {m.dtype}")
+    if m.size and (m.min() < 0 or m.max() > 1):
+        raise ValueError(f"mask must be binary (values in {{0, 1}}), got range [{m.min()}, {m.max()}]")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent)
+    os.close(fd)
+    try:
+        Image.fromarray((m.astype(np.uint8) * 255), mode="L").save(tmp, format="PNG")
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
