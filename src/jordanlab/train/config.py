@@ -103,6 +103,10 @@ class TrainConfig:
     sigmoid probabilities). ``objective`` is ``standard`` (loss of ``model(x)``) or
     ``progressive`` (Bansal et al. 2022, for models with ``init_state/step/readout``):
     ``L = (1 - progressive_alpha) L(max_iters) + progressive_alpha L_progressive``.
+    ``sync_batchnorm`` converts BatchNorm to SyncBatchNorm under DDP on CUDA (PyTorch's
+    SyncBatchNorm has no CPU kernel: on CPU the statistics stay per rank, with a warning).
+    A checkpoint is written every ``checkpoint_every`` epochs; the newest ``keep_checkpoints``
+    are kept.
     """
 
     epochs: int = 150

@@ -24,6 +24,7 @@ import os
 import platform
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -269,8 +270,16 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
     model = build_model(config.model)
     objective = build_objective(tc)
     net = objective.module(model)
-    if ctx.distributed and tc.sync_batchnorm:
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    if ctx.distributed and has_bn:
+        if tc.sync_batchnorm and cuda:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        elif ctx.is_main:
+            warnings.warn(
+                "BatchNorm statistics are computed per rank (SyncBatchNorm needs CUDA, or "
+                "train.sync_batchnorm is false): results differ from one process with the same global batch",
+                UserWarning, stacklevel=3,
+            )
     net = net.to(ctx.device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
