@@ -10,3 +10,4 @@ from .attribution import (  # noqa: E402,F401
     nearest_training_images,
     plot_explanation,
 )
+from .verify import SmoothCNN, kernel_motion, verify  # noqa: E402,F401
