@@ -40,7 +40,7 @@ def _check_binary(arr: np.ndarray, batched: bool) -> None:
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         image, (r, c) = (idx[0], idx[1:]) if batched else (None, idx)
         raise InvalidBoundaryError(
-            f"boundary is not binary: {_where(image, r, c)} has value {arr[idx]!r} "
+            f"boundary is not binary: {_where(image, r, c)} has value {arr[idx].item()!r} "
             f"(expected 0 = background or 1 = curve; {int(bad.sum())} pixels are neither)"
         )
 
