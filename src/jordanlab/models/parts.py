@@ -165,12 +165,14 @@ class GlobalContextBlock(nn.Module):
     pixels turns it into attention weights, and the weighted sum of the features is a C-vector.
     Transform: bottleneck 1×1 conv ``C → C/r``, LayerNorm over the C/r channels, ReLU, 1×1 conv
     ``C/r → C`` (default initialisation). Fusion: the result is added to every pixel.
+    The bottleneck keeps at least 4 channels: a LayerNorm over one channel outputs 0 whatever
+    its input (and over two, only ±1), which would cut the block off at small widths.
     """
 
     def __init__(self, channels: int, *, ratio: int = 4) -> None:
         super().__init__()
         check_positive_int(ratio, "ratio")
-        inner = max(channels // ratio, 1)
+        inner = max(channels // ratio, 4)
         self.score = nn.Conv2d(channels, 1, 1)
         self.down = nn.Conv2d(channels, inner, 1)
         self.norm = nn.LayerNorm([inner, 1, 1])

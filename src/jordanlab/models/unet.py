@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,22 +77,61 @@ class UNet(nn.Module):
         logits = self.outc(y)
         return logits[..., top : top + h, left : left + w]
 
-    def receptive_field(self) -> int:
-        """Side of the theoretical receptive field of one output pixel (in input pixels).
+    def input_window(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Input rows (or columns) each output row can depend on, for a padded side ``size``.
 
-        Each 3×3 conv at a scale with pixel spacing j adds 2j; a 2×2 max-pool adds j then
-        doubles j; the decoder's 2×2 stride-2 transposed conv adds nothing and halves j
-        (bilinear upsampling from spacing j adds j).
+        Returns ``lo, hi`` of shape ``(size,)``: output index i depends on input indices
+        ``lo[i] … hi[i]`` only. The dependency of a 2-D output pixel is the product of the row
+        and column windows (every layer is separable in its support). Computed exactly by
+        following each layer: a 3×3 conv takes the union of three neighbours' windows, a 2×2
+        pool of two, a stride-2 transposed conv copies its parent's, bilinear ×2 upsampling
+        takes the union of its two interpolation parents (clamped at the border), and a skip
+        concatenation the union of both branches.
         """
-        r, j = 5, 1  # inc: two 3×3 convs
-        for _ in range(self.depth):
-            r += j  # pool
-            j *= 2
-            r += 4 * j  # two convs
+        m = 2**self.depth
+        if size % m:
+            raise ValueError(f"size={size} must be a multiple of 2**depth = {m}")
         bilinear = isinstance(self.ups[0].up, nn.Sequential)
+        idx = np.arange(size)
+        lo, hi = _conv3(idx, idx, times=2)
+        skips = [(lo, hi)]
         for _ in range(self.depth):
+            lo, hi = np.minimum(lo[0::2], lo[1::2]), np.maximum(hi[0::2], hi[1::2])
+            lo, hi = _conv3(lo, hi, times=2)
+            skips.append((lo, hi))
+        skips.pop()
+        for _ in range(self.depth):
+            n = 2 * lo.shape[0]
+            fine = np.arange(n)
             if bilinear:
-                r += j
-            j //= 2
-            r += 4 * j
-        return r
+                a = np.clip((fine - 1) // 2, 0, lo.shape[0] - 1)  # floor(i/2 − 1/4)
+                b = np.clip((fine + 1) // 2, 0, lo.shape[0] - 1)
+                lo, hi = np.minimum(lo[a], lo[b]), np.maximum(hi[a], hi[b])
+            else:
+                lo, hi = lo[fine // 2], hi[fine // 2]
+            slo, shi = skips.pop()
+            lo, hi = _conv3(np.minimum(lo, slo), np.maximum(hi, shi), times=2)
+        return lo, hi
+
+    def receptive_field(self) -> int:
+        """Side of the largest input window any interior output pixel depends on.
+
+        The window of a U-Net output depends on the pixel's position modulo 2^depth (the
+        poolings' phase), so this is the maximum of ``hi − lo + 1`` from :meth:`input_window`
+        over the pixels of a canvas large enough that the border plays no role.
+        """
+        m = 2**self.depth
+        size = 8 * m * max(self.depth, 1) + 8 * m
+        lo, hi = self.input_window(size)
+        mid = slice(size // 4, 3 * size // 4)
+        return int((hi[mid] - lo[mid] + 1).max())
+
+
+def _conv3(lo: np.ndarray, hi: np.ndarray, *, times: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows after ``times`` zero-padded 3×3 convs: union over the neighbours i−1, i, i+1."""
+    for _ in range(times):
+        lo = np.minimum(lo, np.concatenate([lo[:1], lo[:-1]]))
+        lo = np.minimum(lo, np.concatenate([lo[1:], lo[-1:]]))
+        hi = np.maximum(hi, np.concatenate([hi[:1], hi[:-1]]))
+        hi = np.maximum(hi, np.concatenate([hi[1:], hi[-1:]]))
+    return lo, hi

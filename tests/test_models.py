@@ -1,0 +1,466 @@
+"""Tests for jordanlab.models: shapes, registry errors, receptive fields, recurrence, scans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.func import functional_call, jvp, vjp, vmap
+
+from jordanlab.models import (
+    MODELS,
+    RecurrentNet,
+    RowScanNet,
+    UNet,
+    build,
+    count_parameters,
+    linear_scan,
+    model_table,
+    receptive_field,
+    run_until_stable,
+)
+
+# Small options per architecture so that every test stays fast on one CPU thread.
+SMALL: dict[str, dict] = {
+    "unet": dict(width=2),
+    "local-cnn": dict(width=4, depth=4),
+    "cnn-gap": dict(width=4, depth=4),
+    "cnn-sa": dict(width=4, depth=4),
+    "cnn-gc": dict(width=4, depth=4),
+    "recurrent": dict(width=4, iters=3),
+    "scan": dict(width=4, head_width=4, directions=("right", "up")),
+}
+LEARNED = sorted(SMALL)
+#: Options that select the BatchNorm-free variant (needed for tangent-kernel analysis).
+NO_NORM = {"unet", "local-cnn", "cnn-gap", "cnn-sa", "cnn-gc"}
+
+
+def small(name: str, **extra) -> torch.nn.Module:
+    kw = dict(SMALL[name])
+    if name in NO_NORM and "norm" not in extra:
+        kw["norm"] = "none"
+    kw.update(extra)
+    return build(name, **kw).eval()
+
+
+def test_registry_lists_every_learned_model():
+    assert set(LEARNED) <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+@pytest.mark.parametrize("in_channels", [1, 2])
+@pytest.mark.parametrize("size", [(32, 32), (40, 56), (17, 9)])
+def test_shape_any_canvas(name, in_channels, size):
+    torch.manual_seed(0)
+    net = small(name, in_channels=in_channels, **({"norm": "batch"} if name in NO_NORM else {}))
+    net.train()
+    x = torch.rand(2, in_channels, *size)
+    y = net(x)
+    assert y.shape == (2, 1, *size)
+    assert y.dtype == x.dtype and torch.isfinite(y).all()
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"'resnet'.*cnn-gap.*local-cnn.*unet"):
+        build("resnet")
+
+
+def test_unknown_keyword_is_named():
+    with pytest.raises(TypeError, match=r"'widht'.*valid keywords: in_channels, width"):
+        build("unet", widht=8)
+    with pytest.raises(TypeError, match=r"'iters'"):
+        build("local-cnn", iters=3)  # an option of another model is still unknown here
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "exc", "pattern"),
+    [
+        ("unet", dict(norm="group"), ValueError, "norm='group'"),
+        ("unet", dict(up="nearest"), ValueError, "up='nearest'"),
+        ("unet", dict(width=0), ValueError, "width must be >= 1"),
+        ("local-cnn", dict(depth=2.0), TypeError, "depth must be an int"),
+        ("cnn-gap", dict(depth=3, blocks=3), ValueError, "blocks=3 must be smaller than depth=3"),
+        ("recurrent", dict(state_norm="batch"), ValueError, "state_norm='batch'"),
+        ("scan", dict(gate="relu"), ValueError, "gate='relu'"),
+        ("scan", dict(directions=("east",)), ValueError, "directions"),
+        ("scan", dict(method="fft"), ValueError, "method='fft'"),
+    ],
+)
+def test_bad_option_is_named(name, kw, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        build(name, **kw)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_bad_input_is_named(name):
+    net = small(name)
+    with pytest.raises(ValueError, match="in_channels=1"):
+        net(torch.zeros(1, 2, 8, 8))
+    with pytest.raises(TypeError, match="floating"):
+        net(torch.zeros(1, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        net(torch.zeros(1, 8, 8))
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_build_is_deterministic_under_a_torch_seed(name):
+    torch.manual_seed(7)
+    a = small(name).state_dict()
+    torch.manual_seed(7)
+    b = small(name).state_dict()
+    torch.manual_seed(8)
+    c = small(name).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def _input_gradient(net: torch.nn.Module, x: torch.Tensor, pixel: tuple[int, int]) -> torch.Tensor:
+    """|∂ logit(pixel) / ∂ x| summed over channels, shape (H, W), for the first image."""
+    x = x.clone().requires_grad_(True)
+    net(x)[0, 0, pixel[0], pixel[1]].backward()
+    return x.grad[0].abs().sum(0)
+
+
+def _support_box(grad: torch.Tensor) -> tuple[int, int]:
+    rows, cols = torch.nonzero(grad, as_tuple=True)
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize(("depth", "norm"), [(3, "none"), (6, "none"), (5, "batch")])
+def test_local_cnn_receptive_field_measured_equals_analytic(depth, norm):
+    torch.manual_seed(3)
+    net = build("local-cnn", width=8, depth=depth, norm=norm).eval()
+    side = receptive_field(net)
+    assert side == 2 * depth + 1
+    grad = _input_gradient(net, torch.rand(1, 1, 31, 31) + 0.5, (15, 15))
+    assert _support_box(grad) == (side, side)
+    r = depth  # the window is centred on the pixel
+    outside = torch.ones_like(grad, dtype=torch.bool)
+    outside[15 - r : 15 + r + 1, 15 - r : 15 + r + 1] = False
+    assert (grad[outside] == 0).all()
+
+
+@pytest.mark.parametrize("up", ["transposed", "bilinear"])
+def test_unet_gradient_support_lies_in_the_analytic_window(up):
+    torch.manual_seed(4)
+    net = build("unet", width=4, depth=2, norm="none", up=up).eval()
+    side = receptive_field(net)
+    assert side == (44 if up == "transposed" else 52)
+    lo, hi = net.input_window(96)
+    sides = set()
+    for r, c in [(40, 40), (37, 42), (41, 39), (38, 38)]:
+        grad = _input_gradient(net, torch.rand(1, 1, 96, 96), (r, c))
+        inside = torch.zeros_like(grad, dtype=torch.bool)
+        inside[lo[r] : hi[r] + 1, lo[c] : hi[c] + 1] = True
+        assert (grad[~inside] == 0).all()
+        assert grad[inside].sum() > 0
+        sides.add(max(_support_box(grad)))
+    # Max-pooling routes gradient to one pixel per window, so the support may be smaller
+    # than the theoretical window, but one of the four phases reaches the maximal side here.
+    assert max(sides) == side
+
+
+def test_unet_sees_far_pixels_and_local_cnn_does_not():
+    torch.manual_seed(5)
+    x = torch.rand(1, 1, 64, 64)
+    unet = build("unet", width=4, norm="batch").eval()
+    local = build("local-cnn", width=4, norm="batch").eval()  # 22 layers: window of side 45
+    g_unet = _input_gradient(unet, x, (2, 2))
+    g_local = _input_gradient(local, x, (2, 2))
+    far = (slice(48, 64), slice(48, 64))
+    assert g_unet[far].sum() > 0
+    assert g_local[far].sum() == 0
+    assert g_local[:20, :20].sum() > 0
+    assert receptive_field(unet, canvas=64) == "global"
+    assert receptive_field(local, canvas=64) == 45
+
+
+@pytest.mark.parametrize("name", ["cnn-gap", "cnn-sa", "cnn-gc"])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_nonlocal_layers_reach_far_pixels(name, norm):
+    torch.manual_seed(6)
+    x = torch.rand(1, 1, 40, 40)
+    net = build(name, width=4, depth=4, norm=norm).eval()  # convs alone: window of side 9
+    grad = _input_gradient(net, x, (0, 0))
+    assert grad[30:, 30:].sum() > 0
+    assert receptive_field(net) == "global"
+    local = build("local-cnn", width=4, depth=4, norm=norm).eval()
+    assert _input_gradient(local, x, (0, 0))[30:, 30:].sum() == 0
+
+
+def test_self_attention_subsamples_keys_on_large_canvases():
+    net = build("cnn-sa", width=4, depth=2, max_tokens=64)
+    block = net.layers[1]
+    assert block.key_stride(8, 8) == 1
+    assert block.key_stride(128, 128) == 16
+    for h, w in [(128, 128), (40, 56), (100, 3)]:
+        s = block.key_stride(h, w)
+        assert -(-h // s) * -(-w // s) <= 64
+        assert s == 1 or -(-h // (s - 1)) * -(-w // (s - 1)) > 64
+    y = net(torch.rand(1, 1, 128, 128))
+    assert y.shape == (1, 1, 128, 128)
+
+
+# ---------------------------------------------------------------- torch.func compatibility
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_functional_call_vmap_and_jvp(name):
+    torch.manual_seed(9)
+    net = small(name).double()
+    params = dict(net.named_parameters())
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    ref = net(x)
+
+    def f(p, xi):
+        return functional_call(net, p, (xi[None],))[0]
+
+    assert torch.allclose(vmap(f, in_dims=(None, 0))(params, x), ref, atol=1e-12)
+    tangent = {k: torch.randn_like(v) for k, v in params.items()}
+    out, jv = jvp(lambda p: functional_call(net, p, (x,)), (params,), (tangent,))
+    assert torch.allclose(out, ref, atol=1e-12)
+    # Forward mode against reverse mode: <J t, u> = <t, Jᵀ u> (float64, exact up to rounding;
+    # a finite difference is not used because ReLU kinks make it unreliable on small widths).
+    u = torch.randn_like(ref)
+    _, vjp_fn = vjp(lambda p: functional_call(net, p, (x,)), params)
+    (jtu,) = vjp_fn(u)
+    lhs = (jv * u).sum()
+    rhs = sum((tangent[k] * jtu[k]).sum() for k in params)
+    assert torch.allclose(lhs, rhs, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------- recurrent network
+
+
+def test_recurrent_forward_is_the_composition_of_steps():
+    torch.manual_seed(10)
+    net = build("recurrent", width=6, blocks=2, iters=4)
+    x = (torch.rand(2, 1, 20, 24) > 0.8).float()
+    state = net.init_state(x)
+    for _ in range(4):
+        state = net.step(x, state)
+    assert torch.allclose(net.readout(state), net(x), atol=1e-6)
+    assert torch.allclose(net(x), net(x, iters=4))
+    assert torch.allclose(net(x, iters=0), net.readout(net.init_state(x)))
+    assert not torch.allclose(net(x, iters=2), net(x, iters=9))
+    with pytest.raises(ValueError, match="iters must be >= 0"):
+        net(x, iters=-1)
+
+
+def test_recurrent_state_norm_keeps_long_rollouts_bounded():
+    torch.manual_seed(11)
+    net = build("recurrent", width=8, state_norm="channel")
+    x = (torch.rand(1, 1, 16, 16) > 0.7).float()
+    state = net.init_state(x)
+    for _ in range(200):
+        state = net.step(x, state)
+    # Per-pixel LayerNorm: every pixel's channel vector has mean 0 and variance ≤ 1.
+    assert state.abs().max() <= 8**0.5 + 1e-4
+    assert torch.allclose(state.mean(1), torch.zeros(1, 16, 16), atol=1e-5)
+
+
+def test_run_until_stable_matches_forward_at_the_halting_iteration():
+    torch.manual_seed(12)
+    # float64: halted images leave the batch, and a random (untrained) recurrence amplifies the
+    # float32 rounding differences between batch sizes to ~1e-3 over 30 iterations.
+    net = build("recurrent", width=6).double().eval()
+    x = (torch.rand(4, 1, 16, 16) > 0.8).double()
+    logits, used = run_until_stable(net, x, max_iters=30, patience=2)
+    assert used.shape == (4,) and used.dtype == torch.long
+    assert ((used >= 2) & (used <= 30)).all()
+    for i in range(4):
+        assert torch.allclose(logits[i : i + 1], net(x[i : i + 1], iters=int(used[i])), atol=1e-9)
+
+
+def test_run_until_stable_halting_times_by_hand():
+    # Image i has constant value c_i: its prediction (t > c_i) flips once, at t* = floor(c_i) + 1.
+    # The counter of unchanged iterations reaches `patience` at t = patience if that comes
+    # before the flip, otherwise at t* + patience.
+    c = torch.tensor([0.5, 2.5, 6.5, 40.0])
+    x = c.view(4, 1, 1, 1).expand(4, 1, 3, 5).clone()
+
+    class Countdown(RecurrentNet):
+        def init_state(self, x):
+            return x.clone() * 0 - x  # carries −c_i, so the readout needs no side channel
+
+        def step(self, x, state):
+            return state + 1
+
+        def readout(self, state):
+            return state
+
+    net = Countdown(width=1)
+    logits, used = run_until_stable(net, x, max_iters=20, patience=8)
+    assert used.tolist() == [9, 11, 15, 8]
+    assert torch.allclose(logits[:, 0, 0, 0], torch.tensor([8.5, 8.5, 8.5, -32.0]))
+    _, used = run_until_stable(net, x, max_iters=20, patience=3)
+    assert used.tolist() == [4, 6, 3, 3]  # premature halts: the rule cannot see a late flip
+    logits, used = run_until_stable(net, x, max_iters=5, patience=3)
+    assert used.tolist() == [4, 5, 3, 3]  # image 1 runs out of budget at t = 5
+    assert torch.allclose(logits[:, 0, 0, 0], torch.tensor([3.5, 2.5, -3.5, -37.0]))
+
+
+def test_run_until_stable_without_convergence_uses_the_budget():
+    torch.manual_seed(13)
+    net = build("recurrent", width=6).eval()
+    x = (torch.rand(2, 1, 12, 12) > 0.8).float()
+    logits, used = run_until_stable(net, x, max_iters=5, patience=6)  # cannot halt
+    assert used.tolist() == [5, 5]
+    assert torch.allclose(logits, net(x, iters=5), atol=1e-6)
+
+
+def test_run_until_stable_halts_after_patience_on_a_fixed_point():
+    net = build("recurrent", width=4)
+    with torch.no_grad():
+        net.recall.weight.zero_()  # state becomes 0 after one step and stays there
+    x = torch.rand(3, 1, 10, 10)
+    logits, used = run_until_stable(net, x, max_iters=50, patience=4)
+    # Prediction may change at step 1 (s₀ → 0) and is constant afterwards: halts at 1 + 4 = 5
+    # or at 4 if the step-1 prediction equals the initial one.
+    assert set(used.tolist()) <= {4, 5}
+    assert torch.allclose(logits, net(x, iters=50), atol=1e-6)
+
+
+def test_run_until_stable_checks_arguments():
+    with pytest.raises(TypeError, match="RecurrentNet"):
+        run_until_stable(build("scan"), torch.zeros(1, 1, 4, 4), max_iters=3)
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        run_until_stable(build("recurrent", width=2), torch.zeros(1, 1, 4, 4), max_iters=3, patience=0)
+
+
+# ---------------------------------------------------------------- scan network
+
+
+def _loop_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None, reverse: bool) -> np.ndarray:
+    """Scalar float64 reference: h_t = a_t h_{t∓1} + b_t."""
+    out = np.zeros_like(a)
+    for idx in np.ndindex(a.shape[:-1]):
+        h = 0.0 if h0 is None else h0[idx]
+        order = range(a.shape[-1] - 1, -1, -1) if reverse else range(a.shape[-1])
+        for t in order:
+            h = a[idx + (t,)] * h + b[idx + (t,)]
+            out[idx + (t,)] = h
+    return out
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(1, 70)),
+    reverse=st.booleans(),
+    with_h0=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_linear_scan_equals_python_loop(shape, reverse, with_h0, seed):
+    g = np.random.default_rng(seed)
+    a = g.uniform(-1.05, 1.05, shape)
+    a[g.random(shape) < 0.1] = 0.0  # exact zeros (reset) and sign flips
+    b = g.normal(size=shape)
+    h0 = g.normal(size=shape[:-1]) if with_h0 else None
+    expected = _loop_scan(a, b, h0, reverse)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    th0 = None if h0 is None else torch.from_numpy(h0)[..., None]
+    for method in ("doubling", "sequential"):
+        got = linear_scan(ta, tb, th0, reverse=reverse, method=method).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_linear_scan_checks_shapes():
+    with pytest.raises(ValueError, match="same shape"):
+        linear_scan(torch.ones(2, 3), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="method='tree'"):
+        linear_scan(torch.ones(3), torch.ones(3), method="tree")
+
+
+def _parity_scan_net(direction: str, gate: str = "tanh", k: float = 30.0) -> RowScanNet:
+    """Hand-set weights: figure = boundary ∪ {odd number of boundary pixels on the half-line}.
+
+    Encoder: f = ReLU(x). Gate a = squash(k(1 − 2f)) = ±1 (tanh) per pixel, b = 0, h0 = 1, so
+    h_p = ∏ a over the half-line from p (inclusive) = (−1)^(count). Head: hidden₁ = ReLU(−h)
+    (1 when odd), hidden₂ = ReLU(f); logit = 2(hidden₁ + hidden₂) − 1.
+    """
+    net = RowScanNet(width=1, encoder_depth=1, head_width=2, directions=(direction,), gate=gate)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        enc = net.encoder[0][0]
+        enc.weight[0, 0, 1, 1] = 1.0
+        net.coef_a[0].weight[0, 0] = -2 * k
+        net.coef_a[0].bias[0] = k
+        net.h0.fill_(1.0)
+        head1, head2 = net.head[0], net.head[2]
+        head1.weight[0, 1, 1, 1] = -1.0  # reads h
+        head1.weight[1, 0, 1, 1] = 1.0  # reads f
+        head2.weight[0, :, 0, 0] = 2.0
+        head2.bias[0] = -1.0
+    return net
+
+
+@pytest.mark.parametrize("direction", ["right", "left", "down", "up"])
+def test_hand_set_tanh_scan_computes_exact_parity(direction):
+    g = np.random.default_rng(14)
+    x = (g.random((6, 1, 9, 40)) < 0.2).astype(np.float32)
+    if direction in ("down", "up"):
+        x = x.transpose(0, 1, 3, 2).copy()
+    axis = 3 if direction in ("right", "left") else 2
+    flip = direction in ("right", "down")  # half-line towards larger indices
+    counts = np.flip(np.cumsum(np.flip(x, axis), axis), axis) if flip else np.cumsum(x, axis)
+    expected = (x > 0) | (counts % 2 == 1)
+    net = _parity_scan_net(direction)
+    pred = net(torch.from_numpy(x)).detach().numpy() > 0
+    np.testing.assert_array_equal(pred, expected)
+
+
+def test_sigmoid_gate_is_positive_and_cannot_flip_the_sign():
+    g = torch.Generator().manual_seed(15)
+    x = (torch.rand(4, 1, 8, 33, generator=g) < 0.3).float()
+    net = _parity_scan_net("right", gate="sigmoid")
+    _, [(a, b)] = net.coefficients(x)
+    assert (a > 0).all() and (a <= 1).all()  # sigmoid(30) rounds to 1 in float32
+    # With b = 0 the state keeps the sign of h0 = 1 whatever the input: parity is lost,
+    # and the same hand-set weights that are exact with tanh fail on any odd pattern.
+    h = linear_scan(a, b, net.h0[0].view(1, -1, 1, 1), reverse=True)
+    assert (h >= 0).all()
+    tanh_net = _parity_scan_net("right", gate="tanh")
+    assert not torch.equal(net(x) > 0, tanh_net(x) > 0)
+    random_sigmoid = build("scan", width=8, gate="sigmoid")
+    _, coefs = random_sigmoid.coefficients(torch.randn(2, 1, 10, 10) * 10)
+    assert all((a > 0).all() for a, _ in coefs)
+
+
+def test_scan_methods_agree_inside_the_network():
+    torch.manual_seed(16)
+    net = build("scan", width=4, directions=("right", "left", "down", "up"))
+    x = (torch.rand(2, 1, 19, 23) > 0.8).float()
+    y1 = net(x)
+    net.method = "sequential"
+    assert torch.allclose(y1, net(x), atol=1e-5)
+
+
+# ---------------------------------------------------------------- table helpers
+
+
+def test_count_parameters_by_hand():
+    net = build("local-cnn", width=3, depth=2, norm="none")
+    # conv 1→3 (9·3 + 3), conv 3→3 (27·3 + 3), head 3→1 (3 + 1)
+    assert count_parameters(net) == 30 + 84 + 4
+    net_bn = build("local-cnn", width=3, depth=2, norm="batch")
+    # no conv bias before BN; BN adds γ, β (2·3 per layer)
+    assert count_parameters(net_bn) == 27 + 6 + 81 + 6 + 4
+    with pytest.raises(TypeError, match="Module"):
+        count_parameters("unet")
+
+
+def test_model_table_rows():
+    rows = model_table(["local-cnn", "recurrent", "scan", "cnn-gc"], canvas=32)
+    assert [r["name"] for r in rows] == ["local-cnn", "recurrent", "scan", "cnn-gc"]
+    by = {r["name"]: r for r in rows}
+    assert by["local-cnn"]["receptive_field"] == 45
+    assert by["recurrent"]["receptive_field"] == "unbounded (iterations)"
+    assert by["scan"]["receptive_field"] == "global along rows"
+    assert by["cnn-gc"]["receptive_field"] == "global"
+    assert all(isinstance(r["parameters"], int) and r["parameters"] > 0 for r in rows)
+    assert all(r["description"] for r in rows)
+    assert receptive_field("unet") == UNet().receptive_field() == 412
+    assert isinstance(build("recurrent"), RecurrentNet)
