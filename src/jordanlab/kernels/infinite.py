@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .tangent import tangent_kernel
+
 __all__ = [
     "mlp_kernels",
     "cnn_kernels",
@@ -97,16 +99,22 @@ def _pair(
 # --------------------------------------------------------------------------- ReLU moments
 
 
-def _relu(cov: torch.Tensor, qq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _relu(
+    cov: torch.Tensor, qq: torch.Tensor, same: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ReLU dual: ``(E[φ(u)φ(v)], E[φ'(u)φ'(v)])`` for ``Var u · Var v = qq``, ``Cov = cov``.
 
     Where ``qq == 0`` one variable is identically zero, so ``E[φφ] = 0``; ``E[φ'φ']`` is then
     only ever multiplied by a zero tangent kernel, and is set to its ``ρ = 0`` value.
+    ``same`` (broadcastable boolean) marks entries with ``u ≡ v`` (same input, same pixel), where
+    ``ρ = 1`` exactly: ``arccos`` near 1 would turn a rounding error ε into ``θ ≈ √(2ε) ≈ 1e-8``.
     """
     sq = torch.sqrt(qq)
     pos = sq > 0
     rho = torch.where(pos, cov / torch.where(pos, sq, torch.ones_like(sq)), torch.zeros_like(sq))
     rho = rho.clamp(-1.0, 1.0)
+    if same is not None:
+        rho = torch.where(same & pos, torch.ones_like(rho), rho)
     theta = torch.arccos(rho)
     nngp = sq * (torch.sqrt(1.0 - rho * rho) + (math.pi - theta) * rho) / (2 * math.pi)
     dot = (math.pi - theta) / (2 * math.pi)
@@ -167,10 +175,11 @@ def mlp_kernels(
     q1 = (a * a).sum(1) / d
     q2 = (b * b).sum(1) / d
     ntk = torch.zeros_like(k)
+    eye = torch.eye(k.shape[0], dtype=torch.bool, device=k.device) if same else None
     for _ in range(depth):
         k, q1, q2 = wv * k + bv, wv * q1 + bv, wv * q2 + bv
         ntk = wv * ntk + k
-        k, dot = _relu(k, q1[:, None] * q2[None, :])
+        k, dot = _relu(k, q1[:, None] * q2[None, :], eye)
         ntk = ntk * dot
         q1, q2 = q1 / 2, q2 / 2
     k = wv * k + bv
@@ -225,23 +234,32 @@ def _cnn_tile(
     wv: float,
     bv: float,
     readout: str,
+    diagonal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kernels of one block of pairs; ``diagonal``: ``a`` and ``b`` are the same images."""
     c = a.shape[1]
+    h, w = a.shape[2:]
+    same = None
     if readout == "flatten":
         k = torch.einsum("nchw,mchw->nmhw", a, b) / c
         box = _box3
         expand_a = (slice(None), None)
         expand_b = (None, slice(None))
+        if diagonal:
+            same = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)[:, :, None, None]
     else:
         k = torch.einsum("nchw,mcij->nmhwij", a, b) / c
         box = _box3_pairs
         expand_a = (slice(None), None, Ellipsis, None, None)
         expand_b = (None, slice(None), None, None, Ellipsis)
+        if diagonal:
+            pix = torch.eye(h * w, dtype=torch.bool, device=a.device).reshape(h, w, h, w)
+            same = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)[:, :, None, None, None, None] & pix
     ntk = torch.zeros_like(k)
     for qa, qb in zip(va, vb):
         k = wv * box(k) + bv
         ntk = wv * box(ntk) + k
-        k, dot = _relu(k, qa[expand_a] * qb[expand_b])
+        k, dot = _relu(k, qa[expand_a] * qb[expand_b], same)
         ntk = ntk * dot
     dims = tuple(range(2, k.ndim))
     k = wv * k.mean(dims) + bv
@@ -328,7 +346,8 @@ def cnn_kernels(
     for i, j in it:
         si, sj = slice(i, i + tile), slice(j, j + tile)
         kt, tt = _cnn_tile(
-            a[si], b[sj], [v[si] for v in va], [v[sj] for v in vb], wv, bv, readout
+            a[si], b[sj], [v[si] for v in va], [v[sj] for v in vb], wv, bv, readout,
+            same and i == j,
         )
         nngp[si, sj], ntk[si, sj] = kt, tt
         if same and i != j:
@@ -456,29 +475,6 @@ def ntk_cnn(
     return nn.Sequential(*layers)
 
 
-def _empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
-    """Empirical tangent kernel ``J(x1) J(x2)ᵀ`` of a scalar-output model, (N1, N2).
-
-    Accumulated parameter by parameter so that only one parameter's Jacobian lives at a time.
-    """
-    from torch.func import functional_call, jacrev
-
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def jac(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return jacrev(lambda p: functional_call(model, p, (x,)).reshape(x.shape[0]))(params)
-
-    j1 = jac(x1)
-    j2 = j1 if x2 is None else jac(x2)
-    out = None
-    for name in params:
-        a = j1[name].reshape(j1[name].shape[0], -1)
-        b = j2[name].reshape(j2[name].shape[0], -1)
-        out = a @ b.T if out is None else out + a @ b.T
-    assert out is not None
-    return out
-
-
 def width_convergence(
     kind: Literal["mlp", "cnn"],
     widths: Sequence[int],
@@ -496,7 +492,7 @@ def width_convergence(
 ) -> dict[str, object]:
     """Relative error of the empirical NTK of width-``w`` networks against the closed form.
 
-    For each width, ``err(w) = mean_seeds ‖Θ_w − Θ_∞‖_F / ‖Θ_∞‖_F`` on ``n`` fixed random
+    For each width, ``err(w) = (mean_seeds ‖Θ_w − Θ_∞‖²_F)^½ / ‖Θ_∞‖_F`` on ``n`` fixed random
     inputs; the fitted log-log ``slope`` of ``err`` against ``w`` should be close to ``-1/2``
     (fluctuations of a sum of ``w`` independent terms). Computed in float64.
 
@@ -527,9 +523,9 @@ def width_convergence(
                 net = ntk_cnn(in_channels, int(width), depth, readout=readout, image_size=image_size,
                               w_std=w_std, b_std=b_std, generator=g)
             net = net.double()
-            emp = _empirical_ntk(net, x)
+            emp = tangent_kernel(net, x)
             errs.append(float(torch.linalg.norm(emp - theta) / torch.linalg.norm(theta)))
-        errors.append(float(np.mean(errs)))
+        errors.append(float(np.sqrt(np.mean(np.square(errs)))))
     slope = float(np.polyfit(np.log(np.asarray(widths, float)), np.log(errors), 1)[0])
     return {
         "kind": kind,
