@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from jordanlab.curves._common import MARGIN, canvas, check_rng, inner_radius, place
-from jordanlab.curves.blob import blob
-from jordanlab.curves.polygon import polygon
+from jordanlab.curves.blob import blob, blobs
+from jordanlab.curves.polygon import polygon, polygons
 
-__all__ = ["simple_shape", "multi", "nested", "texture", "GAP"]
+__all__ = ["simple_shape", "simple_shapes", "multi", "nested", "texture", "GAP"]
 
 GAP = 3.0  # minimal continuous distance between two curves: keeps their pixels >= 2 apart (L-inf)
 
@@ -31,6 +31,21 @@ def simple_shape(
     return polygon(rng, size, center=center, radius=radius)
 
 
+def simple_shapes(rng: np.random.Generator, centers: np.ndarray, radii: np.ndarray) -> list[np.ndarray]:
+    """Vectorized :func:`simple_shape` for given centres ``(M, 2)`` and circumradii ``(M,)``."""
+    rng = check_rng(rng)
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    radii = np.asarray(radii, dtype=np.float64).reshape(-1)
+    is_blob = rng.random(len(radii)) < 0.5
+    out: list[np.ndarray] = [np.empty((0, 2))] * len(radii)
+    ib, ip = np.flatnonzero(is_blob), np.flatnonzero(~is_blob)
+    for j, c in zip(ib, blobs(rng, centers[ib], radii[ib])):
+        out[j] = c
+    for j, c in zip(ip, polygons(rng, centers[ip], radii[ip])):
+        out[j] = c
+    return out
+
+
 def _disjoint_discs(
     rng: np.random.Generator,
     h: int,
@@ -40,28 +55,36 @@ def _disjoint_discs(
     gap: float,
     margin: float,
     attempts: int,
-) -> list[tuple[np.ndarray, float]]:
-    """Place discs (largest first) at uniform positions, rejecting overlaps; skips those that never fit."""
-    placed_c: list[np.ndarray] = []
-    placed_r: list[float] = []
-    for r in np.sort(radii)[::-1]:
-        if w - 1 - 2 * (margin + r) <= 0 or h - 1 - 2 * (margin + r) <= 0:
-            continue
-        xs = rng.uniform(margin + r, w - 1 - margin - r, size=attempts)
-        ys = rng.uniform(margin + r, h - 1 - margin - r, size=attempts)
-        cand = np.stack([xs, ys], 1)
-        if placed_c:
-            pc = np.array(placed_c)
-            pr = np.array(placed_r)
-            dist = np.sqrt(((cand[:, None, :] - pc[None, :, :]) ** 2).sum(-1))
-            ok = np.all(dist >= pr[None, :] + r + gap, axis=1)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place discs (largest first) at uniform positions, rejecting overlaps; skips those that never fit.
+
+    Returns centres ``(M, 2)`` and radii ``(M,)`` of the placed discs.
+    """
+    radii = np.sort(np.asarray(radii, dtype=np.float64))[::-1]
+    radii = radii[(w - 1 - 2 * (margin + radii) > 0) & (h - 1 - 2 * (margin + radii) > 0)]
+    n = len(radii)
+    u = rng.random((n, attempts, 2))
+    lo = margin + radii
+    cand = np.empty_like(u)
+    cand[..., 0] = lo[:, None] + u[..., 0] * (w - 1 - 2 * lo)[:, None]
+    cand[..., 1] = lo[:, None] + u[..., 1] * (h - 1 - 2 * lo)[:, None]
+    pc = np.empty((n, 2))
+    pr = np.empty(n)
+    cnt = 0
+    for i in range(n):
+        ci = cand[i]
+        if cnt:
+            d2 = ((ci[:, None, :] - pc[None, :cnt, :]) ** 2).sum(-1)
+            need = pr[:cnt] + (radii[i] + gap)
+            ok = np.flatnonzero((d2 >= need * need).all(axis=1))
+            if not ok.size:
+                continue
+            pc[cnt] = ci[ok[0]]
         else:
-            ok = np.ones(attempts, dtype=bool)
-        hit = np.flatnonzero(ok)
-        if hit.size:
-            placed_c.append(cand[hit[0]])
-            placed_r.append(float(r))
-    return list(zip(placed_c, placed_r))
+            pc[cnt] = ci[0]
+        pr[cnt] = radii[i]
+        cnt += 1
+    return pc[:cnt], pr[:cnt]
 
 
 def multi(
@@ -94,9 +117,11 @@ def multi(
         radius = (max(3.0, 0.5 * top), max(3.0, top))
     for _ in range(max_attempts):
         radii = rng.uniform(radius[0], radius[1], size=k)
-        discs = _disjoint_discs(rng, h, w, radii, gap=gap, margin=MARGIN, attempts=64)
-        if len(discs) == k:
-            return [shape(rng, (h, w), center=c, radius=r) for c, r in discs]
+        centers, rr = _disjoint_discs(rng, h, w, radii, gap=gap, margin=MARGIN, attempts=64)
+        if len(rr) == k:
+            if shape is simple_shape:
+                return simple_shapes(rng, centers, rr)
+            return [shape(rng, (h, w), center=c, radius=r) for c, r in zip(centers, rr)]
     raise RuntimeError(f"could not place {k} disjoint shapes on a {h}x{w} canvas in {max_attempts} attempts")
 
 
@@ -176,11 +201,14 @@ def texture(
     if n_shapes is None:
         n_shapes = max(3, int(round(rng.integers(12, 36) * (s / 256) ** 1.0)))
     radii = np.exp(rng.uniform(np.log(radius[0]), np.log(radius[1]), size=n_shapes))
-    discs = _disjoint_discs(rng, h, w, radii, gap=gap, margin=MARGIN, attempts=32)
+    centers, rr = _disjoint_discs(rng, h, w, radii, gap=gap, margin=MARGIN, attempts=32)
+    nest = (rr >= 12.0) & (rng.random(len(rr)) < nest_prob)
     out: list[np.ndarray] = []
-    for c, r in discs:
-        if r >= 12.0 and rng.random() < nest_prob:
-            out.extend(nested(rng, (h, w), levels=int(rng.integers(2, 4)), center=c, radius=r, gap=gap))
-        else:
-            out.append(shape(rng, (h, w), center=c, radius=r))
+    for j in np.flatnonzero(nest):
+        out.extend(nested(rng, (h, w), levels=int(rng.integers(2, 4)), center=centers[j], radius=rr[j], gap=gap))
+    single = np.flatnonzero(~nest)
+    if shape is simple_shape:
+        out.extend(simple_shapes(rng, centers[single], rr[single]))
+    else:
+        out.extend(shape(rng, (h, w), center=centers[j], radius=rr[j]) for j in single)
     return out
