@@ -1,27 +1,284 @@
-"""The ``jordanlab`` command: thin wrappers that parse arguments and call one library function."""
+"""jordanlab: can a neural network learn planar topology?
+
+Each command parses its arguments and calls one library function; see ``jordanlab COMMAND --help``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    raise SystemExit("jordanlab demo: not wired yet")
+# --------------------------------------------------------------------------- data and the fill
+def _cmd_data_make(args: argparse.Namespace) -> int:
+    from jordanlab.data import write_dataset
+
+    out = write_dataset(args.name, args.out, seed=args.seed, n=args.n, size=args.size,
+                        overwrite=args.overwrite, workers=args.workers, progress=not args.quiet)
+    manifest = json.loads((Path(out) / "manifest.json").read_text())
+    counts = ", ".join(f"{k}: {v}" for k, v in manifest.get("counts", {}).items())
+    print(f"wrote {out} ({counts})")
+    return 0
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    from jordanlab.data import load_dataset, preview_grid
+
+    boundaries, masks = load_dataset(args.dir, args.split)
+    n = min(args.n, len(boundaries))
+    out = preview_grid(boundaries[:n], masks[:n], args.out, ncols=args.ncols,
+                       titles=[f"{args.split} #{i}" for i in range(n)])
+    print(f"wrote {out} ({n} of {len(boundaries)} {args.split} images of {args.dir})")
+    return 0
+
+
+def _cmd_data_gallery(args: argparse.Namespace) -> int:
+    from jordanlab.data import gallery
+
+    print(f"wrote {gallery(args.out, per_name=args.per_name, seed=args.seed, size=args.size)}")
+    return 0
+
+
+def _cmd_data_list(args: argparse.Namespace) -> int:
+    from jordanlab.data import PRESETS, SUITES, resolve
+    from jordanlab.report.html import markdown_table
+
+    rows = []
+    for name in [*PRESETS, *SUITES]:
+        s = resolve(name, size=None if name in PRESETS else args.size)
+        rows.append({"name": name, "kind": s.kind, "canvas": f"{s.size}x{s.size}", "family": s.family,
+                     "train": s.n_train, "test": s.n_test, "stroke": "-".join(map(str, sorted(set(s.thickness)))),
+                     "augment": s.augment})
+    print(markdown_table(rows))
+    return 0
+
+
+def _cmd_fill(args: argparse.Namespace) -> int:
+    from jordanlab.data import read_boundary_png, write_mask_png
+    from jordanlab.topology import InvalidBoundaryError, fill, validate
+
+    boundary = read_boundary_png(args.input, curve=args.curve)
+    try:
+        validate(boundary)
+    except InvalidBoundaryError as e:
+        raise SystemExit(f"jordanlab fill: {args.input}: {e}") from None
+    mask = fill(boundary, method=args.method)
+    write_mask_png(mask, args.out)
+    print(f"wrote {args.out}: {int(mask.sum())} figure pixels of {mask.size}")
+    return 0
+
+
+# --------------------------------------------------------------------------- models and learning
+def _cmd_models(args: argparse.Namespace) -> int:
+    from jordanlab.models import model_table
+    from jordanlab.report.html import markdown_table
+
+    print(markdown_table(model_table(canvas=args.canvas)))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from jordanlab.train import load_config, train
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={json.dumps(args.device)}")
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    config = load_config(args.config, overrides)
+    metrics = train(config, args.out, progress=not args.quiet)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from jordanlab.evaluate import evaluate_run, format_table
+
+    suites = args.suites.split(",") if args.suites else None
+    result = evaluate_run(args.run, suites=suites, data_dirs=args.data or (), n=args.n,
+                          device=args.device, progress=not args.quiet)
+    print(format_table(result))
+    print(f"wrote {Path(args.run) / 'eval.json'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from jordanlab.evaluate import predict_png
+
+    out = predict_png(args.run, args.input, args.out, device=args.device)
+    print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- the kernel lens
+def _cmd_kernel_verify(args: argparse.Namespace) -> int:
+    from jordanlab.kernels import verify
+    from jordanlab.report.html import markdown_table
+
+    result = verify(args.out, quick=args.quick, progress=not args.quiet)
+    print(markdown_table(result["runs"]))
+    print(f"wrote {Path(args.out) / 'verify.json'}")
+    return 0
+
+
+def _cmd_kernel_explain(args: argparse.Namespace) -> int:
+    from jordanlab.kernels import explain_run
+
+    r, c = (int(v) for v in args.pixel.split(","))
+    out = explain_run(args.run, args.image, (r, c), args.out, k=args.k, n_train=args.n_train,
+                      steps=args.steps, progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_kernel_infinite(args: argparse.Namespace) -> int:
+    from jordanlab.kernels.thesis import infinite_check
+
+    infinite_check(args.out, quick=args.quick, progress=not args.quiet)
+    return 0
+
+
+def _cmd_kernel_thesis(args: argparse.Namespace) -> int:
+    from jordanlab.kernels.thesis import run_thesis
+
+    run_thesis(args.out, quick=args.quick, progress=not args.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------- the whole pipeline
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from jordanlab.report.reproduce import reproduce
+
+    index = reproduce(args.out, quick=args.quick, device=args.device, progress=not args.quiet)
+    print(f"report: {index}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jordanlab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="jordanlab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("demo", help="make a small dataset and a PNG grid of curves with their fills")
-    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    p.set_defaults(func=_cmd_demo)
+
+    def command(subparsers, name: str, func, help: str) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    def quiet(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    def device(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="where to compute (default: auto = cuda if available)")
+
+    # data
+    data = sub.add_parser("data", help="make, list and look at datasets").add_subparsers(
+        dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = command(data, "make", _cmd_data_make, "generate a preset or suite into a dataset directory")
+    p.add_argument("name", help="preset (shapes-32, shapes-64, shapes-128, textures-256) or suite name")
+    p.add_argument("--out", required=True, help="dataset directory to create (manifest.json + .npz shards)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=None, help="images per split (default: the preset's counts)")
+    p.add_argument("--size", type=int, default=None, help="base canvas of a suite (default 64)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
+    quiet(p)
+    p = command(data, "show", _cmd_data_show, "write a PNG grid of a dataset's curves with their fills")
+    p.add_argument("dir", help="dataset directory")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=32, help="images to show (default 32)")
+    p.add_argument("--ncols", type=int, default=8)
+    p = command(data, "gallery", _cmd_data_gallery, "a PNG grid of every preset and suite")
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-name", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=None, help="base canvas of the suites (default 64)")
+    p = command(data, "list", _cmd_data_list, "presets and suites with their canvases and counts")
+    p.add_argument("--size", type=int, default=None, help="base canvas of the suites (default 64)")
+
+    p = command(sub, "fill", _cmd_fill, "fill your own boundary image (PNG) with the exact even-odd rule")
+    p.add_argument("input", help="8-bit PNG of closed curves")
+    p.add_argument("--out", required=True, help="mask PNG to write (figure white, ground black)")
+    p.add_argument("--curve", default="auto", choices=["auto", "dark", "light"],
+                   help="curve pixels are dark on light, light on dark, or auto (the minority class)")
+    p.add_argument("--method", default="parity", choices=["parity", "flood"])
+
+    # learning
+    p = command(sub, "models", _cmd_models, "table of architectures: parameters and receptive fields")
+    p.add_argument("--canvas", type=int, default=128, help="canvas for 'global' receptive fields")
+    p = command(sub, "train", _cmd_train, "train a model from a TOML config (resumes an existing run)")
+    p.add_argument("config", help="TOML config (see configs/)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.toml)")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optim.lr=0.003 (repeatable)")
+    quiet(p)
+    p = command(sub, "eval", _cmd_eval, "evaluate a run on the test split and every OOD suite")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--suites", default=None, help="comma-separated suite names (default: all)")
+    p.add_argument("--data", action="append", metavar="DIR", help="also evaluate a dataset directory")
+    p.add_argument("--n", type=int, default=None, help="images per suite")
+    device(p)
+    quiet(p)
+    p = command(sub, "predict", _cmd_predict, "fill your own boundary image with a trained run")
+    p.add_argument("run")
+    p.add_argument("input", help="8-bit PNG of closed curves (any canvas)")
+    p.add_argument("--out", required=True)
+    device(p)
+
+    # kernels
+    kernel = sub.add_parser("kernel", help="the kernel lens: tangent, path and infinite-width kernels").add_subparsers(
+        dest="kernel_command", required=True, metavar="SUBCOMMAND")
+    p = command(kernel, "verify", _cmd_kernel_verify,
+                "check the exact kernel-machine decomposition of (S)GD runs; write verify.json and plots")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true", help="fewer steps and learning rates")
+    quiet(p)
+    p = command(kernel, "explain", _cmd_kernel_explain,
+                "which training images carry a pixel's prediction (exact path-kernel attribution)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--image", required=True, help="PNG, or SUITE:INDEX (e.g. spiral:3, test:0)")
+    p.add_argument("--pixel", required=True, help="R,C of the query pixel")
+    p.add_argument("--out", required=True)
+    p.add_argument("--k", type=int, default=8, help="top-k training images")
+    p.add_argument("--n-train", type=int, default=64, help="training images in the recorded SGD copy")
+    p.add_argument("--steps", type=int, default=200, help="SGD steps of the recorded copy")
+    quiet(p)
+    p = command(kernel, "infinite-check", _cmd_kernel_infinite,
+                "closed-form NTK/NNGP against finite widths and wide trained networks")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true")
+    quiet(p)
+    p = command(kernel, "thesis", _cmd_kernel_thesis,
+                "kernel machines vs the trained network on the point task, in and out of distribution")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true")
+    quiet(p)
+
+    p = command(sub, "reproduce", _cmd_reproduce,
+                "make the data, train, evaluate, run the kernel checks and write DIR/index.html")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true", help="small images and few epochs (minutes on 2 cores)")
+    device(p)
+    quiet(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        # Bad input: say what is wrong without a traceback (JORDANLAB_DEBUG=1 shows it).
+        if os.environ.get("JORDANLAB_DEBUG"):
+            raise
+        print(f"jordanlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,12 +53,16 @@ class Section:
         return self
 
 
-def _cell(value: Any) -> str:
+def _format(value: Any) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "–"
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
-    return html.escape(str(value))
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return html.escape(_format(value))
 
 
 def _table_html(rows: list[dict[str, Any]], columns: Sequence[str] | None, caption: str | None) -> str:
@@ -81,7 +85,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |")
+        lines.append("| " + " | ".join(_format(r.get(c, "")) for c in cols) + " |")
     return "\n".join(lines)
 
 
