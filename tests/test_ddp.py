@@ -13,20 +13,12 @@ import torch
 
 from jordanlab.train import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig, load_model, save_config
 
-TESTS = Path(__file__).resolve().parent
-
-# Runs train() in a torchrun worker; patches in the test stand-in for jordanlab.data if the
-# real loaders have not landed (the same stand-in as tests/test_train.py).
+# Runs train() in a torchrun worker.
 _WORKER = textwrap.dedent(
     """
     import sys
-    sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
-    from jordanlab import data as jdata
-    if not (hasattr(jdata, "FillDataset") and hasattr(jdata, "write_dataset")):
-        import test_train as T
-        jdata.write_dataset, jdata.FillDataset = T.fake_write_dataset, T.FakeFillDataset
     from jordanlab.train import load_config, train
     train(load_config(sys.argv[1]), sys.argv[2], progress=False)
     """
@@ -38,7 +30,7 @@ def _config() -> Config:
     # but the cross-check here is about gradient averaging and the sampler).
     return Config(
         description="ddp test",
-        data=DataConfig(preset="shapes-32", n_train=16, n_val=4, seed=5),
+        data=DataConfig(preset="shapes-32", n_train=16, n_val=4, seed=0),
         model=ModelConfig(name="local-cnn", kwargs={"width": 4, "depth": 3, "norm": "none"}),
         optim=OptimConfig(name="ranger", lr=1e-2),
         train=TrainConfig(epochs=2, batch_size=8, seed=3, device="cpu"),
@@ -55,7 +47,7 @@ def _run(nproc: int, cfg_path: Path, run_dir: Path, script: Path) -> None:
 
 def test_two_gloo_processes_equal_one_process(tmp_path):
     script = tmp_path / "worker.py"
-    script.write_text(_WORKER.format(tests=str(TESTS)))
+    script.write_text(_WORKER)
     cfg_path = save_config(_config(), tmp_path / "ddp.toml")
     _run(1, cfg_path, tmp_path / "one", script)
     _run(2, cfg_path, tmp_path / "two", script)

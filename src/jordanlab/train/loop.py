@@ -110,20 +110,31 @@ def _per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch
     return iou, acc
 
 
-def _prepare_data(config: Config, run_dir: Path, ctx: DistContext, progress: bool) -> Path:
+def _prepare_data(config: Config, run_dir: Path, ctx: DistContext, progress: bool) -> tuple[Path, Path | None]:
+    """Dataset directories ``(train, test)``: ``[data] dir`` (both splits), or generated into ``RUN/data``.
+
+    Generated: ``RUN/data/train`` holds ``n_train`` training images of the preset (its default
+    count when ``None``), ``RUN/data/test`` the first ``n_val`` test images (none when 0).
+    """
     from jordanlab import data
 
     if config.data.dir is not None:
         d = Path(config.data.dir)
-        if not d.is_dir():
-            raise ValueError(f"config key 'data.dir': {str(d)!r} is not a directory")
-        return d
-    d = run_dir / "data"
-    if ctx.is_main and not (d / "manifest.json").is_file():
-        data.write_dataset(config.data.preset, d, seed=config.data.seed, n=config.data.n_train,
-                           progress=progress)
+        if not (d / "manifest.json").is_file():
+            raise ValueError(f"config key 'data.dir': {str(d)!r} is not a dataset directory (no manifest.json)")
+        counts = data.read_manifest(d).get("counts", {})
+        return d, (d if counts.get("test", 0) > 0 and config.data.n_val > 0 else None)
+    root = run_dir / "data"
+    train_dir, test_dir = root / "train", root / "test"
+    if ctx.is_main:
+        if not (train_dir / "manifest.json").is_file():
+            data.write_dataset(config.data.preset, train_dir, seed=config.data.seed, n=config.data.n_train,
+                               splits=("train",), overwrite=True, progress=progress)
+        if config.data.n_val > 0 and not (test_dir / "manifest.json").is_file():
+            data.write_dataset(config.data.preset, test_dir, seed=config.data.seed, n=config.data.n_val,
+                               splits=("test",), overwrite=True, progress=progress)
     ctx.barrier()
-    return d
+    return train_dir, (test_dir if config.data.n_val > 0 else None)
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -287,11 +298,11 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
 
     from jordanlab import data
 
-    data_dir = _prepare_data(config, run_dir, ctx, progress)
-    train_ds = data.FillDataset(data_dir, "train", augment=config.data.augment, seed=config.data.seed)
+    train_dir, test_dir = _prepare_data(config, run_dir, ctx, progress)
+    train_ds = data.FillDataset(train_dir, "train", augment=config.data.augment, seed=config.data.seed)
     val_ds = None
-    if ctx.is_main and config.data.n_val > 0:
-        test = data.FillDataset(data_dir, "test", augment=False, seed=config.data.seed)
+    if ctx.is_main and test_dir is not None:
+        test = data.FillDataset(test_dir, "test", augment=False, seed=config.data.seed)
         val_ds = Subset(test, range(min(config.data.n_val, len(test))))
 
     sampler = EpochSampler(len(train_ds), seed=tc.seed, rank=ctx.rank, world_size=ctx.world_size)
