@@ -64,14 +64,21 @@ _U63 = np.uint64(63)
 
 
 def _pack_rows(b: np.ndarray) -> np.ndarray:
-    """Pack a batch ``(N, H, W)`` (nonzero = 1) into words ``(N, H, ceil(W / 64))`` of uint64."""
+    """Pack a batch ``(N, H, W)`` (nonzero = 1) into words ``(N, H, K)``, ``K = ceil((W + 1) / 64)``.
+
+    There is always at least one zero padding column after column ``W - 1``: the column shifts
+    below run on the flattened words and let bits cross from one row to the next only through
+    that padding column, which every later step masks with the (zero-padded) curve pixels.
+    """
     n, h, w = b.shape
-    packed = np.packbits(b, axis=-1, bitorder="little")
-    nbytes = -(-w // 64) * 8
-    if packed.shape[-1] != nbytes:
-        packed = np.concatenate(
-            [packed, np.zeros((n, h, nbytes - packed.shape[-1]), dtype=np.uint8)], axis=-1
-        )
+    nbytes = (w // 64 + 1) * 8
+    if w % 64 == 0:  # room for the padding column: pack into a wider buffer
+        packed = np.zeros((n, h, nbytes), dtype=np.uint8)
+        packed[..., : w // 8] = np.packbits(b, axis=-1, bitorder="little")
+    else:
+        packed = np.packbits(b, axis=-1, bitorder="little")
+        if packed.shape[-1] != nbytes:
+            packed = np.concatenate([packed, np.zeros((n, h, nbytes - packed.shape[-1]), np.uint8)], axis=-1)
     return np.ascontiguousarray(packed).view(np.uint64)
 
 
@@ -81,49 +88,70 @@ def _unpack_rows(words: np.ndarray, w: int) -> np.ndarray:
 
 
 def _from_right(p: np.ndarray) -> np.ndarray:
-    """Shift columns so that position ``c`` holds column ``c + 1`` (zero beyond the last column)."""
+    """Shift columns so that position ``c`` holds column ``c + 1``, on contiguous packed rows.
+
+    Bits cross row ends only into the padding column (see :func:`_pack_rows`).
+    """
     out = p >> _U1
-    out[..., :-1] |= p[..., 1:] << _U63
+    flat = out.reshape(-1)
+    flat[:-1] |= p.reshape(-1)[1:] << _U63
     return out
 
 
 def _from_left(p: np.ndarray) -> np.ndarray:
-    """Shift columns so that position ``c`` holds column ``c - 1`` (zero before column 0)."""
+    """Shift columns so that position ``c`` holds column ``c - 1``, on contiguous packed rows.
+
+    Column 0 receives the padding column of the previous row, which is zero in ``p``.
+    """
     out = p << _U1
-    out[..., 1:] |= p[..., :-1] >> _U63
+    flat = out.reshape(-1)
+    flat[1:] |= p.reshape(-1)[:-1] >> _U63
     return out
 
 
-def _redundant_packed(p: np.ndarray) -> np.ndarray:
-    """Per image: is there a 2x2 window with at least 3 curve pixels (see ``has_redundant_pixels``)?"""
+def _redundant_packed(p: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per image: is there a 2x2 window with at least 3 curve pixels (see ``has_redundant_pixels``)?
+
+    ``right = _from_right(p)``. With ``A = p & right`` (both pixels of a horizontal pair) and
+    ``O = p | right`` (at least one), a window has 3 or 4 pixels iff ``A`` on one row and ``O`` on
+    the other. Padding bits of ``O`` may be set, but are AND-ed with ``A``, whose padding is zero.
+    """
+    n = p.shape[0]
     if p.shape[1] < 2:
-        return np.zeros(p.shape[0], dtype=bool)
-    right = _from_right(p)
-    top_and, top_or = p[:, :-1] & right[:, :-1], p[:, :-1] | right[:, :-1]
-    bot_and, bot_or = p[:, 1:] & right[:, 1:], p[:, 1:] | right[:, 1:]
-    triple = (top_and & bot_or) | (bot_and & top_or)
-    return triple.reshape(triple.shape[0], -1).any(axis=1)
+        return np.zeros(n, dtype=bool)
+    both = p & right
+    some = p | right
+    found = (both[:, :-1] & some[:, 1:]).reshape(n, -1).any(axis=1)
+    found |= (both[:, 1:] & some[:, :-1]).reshape(n, -1).any(axis=1)
+    return found
 
 
-def _inside_packed(p: np.ndarray) -> np.ndarray:
-    """Packed crossing parity of packed simple closed 8-curves ``p`` (see :func:`crossing_parity`)."""
+def _inside_packed(p: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Packed crossing parity of simple closed 8-curves ``p`` (see :func:`crossing_parity`).
+
+    ``left, right = _from_left(p), _from_right(p)``.
+    """
     inside = np.zeros_like(p)
     if p.shape[1] < 2:
         return inside
-    below = p[:, 1:]
-    down = below ^ _from_left(below) ^ _from_right(below)
+    # Curve pixels in the row below at c-1, c, c+1, summed mod 2, then kept under curve pixels.
+    down = left[:, 1:] ^ right[:, 1:]
+    down ^= p[:, 1:]
     down &= p[:, :-1]
     # Inclusive suffix XOR inside each word: bit i <- XOR of bits i..63.
     x = down.copy()
+    tmp = np.empty_like(x)
     for s in (1, 2, 4, 8, 16, 32):
-        x ^= x >> np.uint64(s)
+        np.right_shift(x, np.uint64(s), out=tmp)
+        x ^= tmp
     # Carry the parity of all later words of the row (their bit 0 after the scan), right to left.
     carry = np.zeros(x.shape[:-1], dtype=np.uint64)
     for k in range(x.shape[-1] - 1, -1, -1):
         word_parity = x[..., k] & _U1
         x[..., k] ^= np.uint64(0) - carry  # all ones where an odd number of crossings lie beyond
         carry ^= word_parity
-    inside[:, :-1] = x ^ down  # exclusive suffix: columns strictly to the right
+    x ^= down  # exclusive suffix: columns strictly to the right
+    inside[:, :-1] = x
     return inside
 
 
@@ -132,13 +160,18 @@ def _crossing_parity_numpy(b: np.ndarray) -> np.ndarray:
     if b.size == 0:
         return np.zeros((n, h, w), dtype=np.uint8)
     p = _pack_rows(b)
-    centre = p
-    need = _redundant_packed(p)
+    right = _from_right(p)
+    need = _redundant_packed(p, right)
     if need.any():
         centre = p.copy()
         centre[need] = _pack_rows(thin(_unpack_rows(p[need], w).view(bool)))
-        _check_thinned(_redundant_packed(centre[need]), np.flatnonzero(need))
-    return _unpack_rows(p | _inside_packed(centre), w)
+        right = _from_right(centre)
+        _check_thinned(_redundant_packed(centre[need], right[need]), np.flatnonzero(need))
+        inside = _inside_packed(centre, _from_left(centre), right)
+    else:
+        inside = _inside_packed(p, _from_left(p), right)
+    inside |= p
+    return _unpack_rows(inside, w)
 
 
 def _check_thinned(still: np.ndarray, index: np.ndarray) -> None:
