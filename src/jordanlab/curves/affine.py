@@ -82,6 +82,8 @@ def affine(
     a = a * shrink
     moved = (allv - centre) @ a.T
     lo, hi = moved.min(0), moved.max(0)
-    tx = rng.uniform(margin - lo[0], w - 1 - margin - hi[0])
-    ty = rng.uniform(margin - lo[1], h - 1 - margin - hi[1])
+    low = np.array([margin, margin]) - lo
+    high = np.maximum(np.array([w - 1 - margin, h - 1 - margin]) - hi, low)  # equal up to rounding when shrunk
+    tx = rng.uniform(low[0], high[0])
+    ty = rng.uniform(low[1], high[1])
     return apply_affine(curves, a, np.array([tx, ty]) - a @ centre)

@@ -97,7 +97,7 @@ def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent)
     os.close(fd)
     try:
-        Image.fromarray((m.astype(np.uint8) * 255), mode="L").save(tmp, format="PNG")
+        Image.fromarray(m.astype(np.uint8) * 255).save(tmp, format="PNG")
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
