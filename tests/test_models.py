@@ -22,6 +22,9 @@ from jordanlab.models import (
     run_until_stable,
 )
 
+# torch.func's first jvp loads decompositions through torch.jit.script (deprecated upstream).
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 # Small options per architecture so that every test stays fast on one CPU thread.
 SMALL: dict[str, dict] = {
     "unet": dict(width=2),
@@ -427,6 +430,61 @@ def test_sigmoid_gate_is_positive_and_cannot_flip_the_sign():
     random_sigmoid = build("scan", width=8, gate="sigmoid")
     _, coefs = random_sigmoid.coefficients(torch.randn(2, 1, 10, 10) * 10)
     assert all((a > 0).all() for a, _ in coefs)
+
+
+def _exact_fill_scan_net(gate: str = "tanh", k: float = 30.0) -> RowScanNet:
+    """Hand-set RowScanNet that computes the exact even-odd fill of thin 8-curves.
+
+    Take the polygon through the curve pixels' centres. With the half-open rule, the half-line
+    from a background pixel p = (r, c₀) to the right crosses one edge for every curve edge from
+    a curve pixel (r, c), c > c₀, to a curve pixel of row r + 1. When every curve pixel has
+    exactly two 8-neighbours on the curve (a thin curve: all neighbours are consecutive), that
+    count is d(r, c) = B(r, c) · Σ_{δ∈{−1,0,1}} B(r + 1, c + δ), a 3×3 feature. So:
+    encoder layer 1: f₀ = B, f₁ = ReLU(3B + below − 3) = d, f₂ = ReLU(3B + below − 4) = ReLU(d − 1);
+    layer 2: g₀ = B, g₁ = ReLU(f₁ − 2f₂) = d mod 2 (d ≤ 2); scan: a = tanh(k(1 − 2g₁)) = ±1,
+    b = 0, h0 = 1, so h = (−1)^(crossings to the right); head as in :func:`_parity_scan_net`.
+    """
+    net = RowScanNet(width=3, encoder_depth=2, head_width=2, directions=("right",), gate=gate)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        c1, c2 = net.encoder[0][0], net.encoder[1][0]
+        c1.weight[0, 0, 1, 1] = 1.0
+        for ch, bias in [(1, -3.0), (2, -4.0)]:
+            c1.weight[ch, 0, 1, 1] = 3.0
+            c1.weight[ch, 0, 2, :] = 1.0
+            c1.bias[ch] = bias
+        c2.weight[0, 0, 1, 1] = 1.0
+        c2.weight[1, 1, 1, 1] = 1.0
+        c2.weight[1, 2, 1, 1] = -2.0
+        net.coef_a[0].weight[0, 1] = -2 * k
+        net.coef_a[0].bias[0] = k
+        net.h0.fill_(1.0)
+        head1, head2 = net.head[0], net.head[2]
+        head1.weight[0, 3, 1, 1] = -1.0  # reads h, channel 0 of the scan state
+        head1.weight[1, 0, 1, 1] = 1.0  # reads B
+        head2.weight[0, :, 0, 0] = 2.0
+        head2.bias[0] = -1.0
+    return net
+
+
+@pytest.mark.parametrize(
+    ("suite", "size"),
+    [("shapes-32", None), ("multi-3", 32), ("nested", 32), ("spiral", 32), ("randomwalk", 32), ("large-4x", 32)],
+)
+def test_hand_set_scan_net_equals_the_exact_fill(suite, size):
+    from jordanlab.data import make
+    from jordanlab.topology import fill
+
+    kw = {} if size is None else {"size": size}
+    boundaries, masks = make(suite, "test", n=12, **kw)
+    x = torch.from_numpy(boundaries).float()[:, None]
+    pred = (_exact_fill_scan_net()(x) > 0).squeeze(1).numpy().astype(np.uint8)
+    np.testing.assert_array_equal(pred, masks)
+    np.testing.assert_array_equal(masks, fill(boundaries))
+    # The same weights with a positive gate cannot flip the sign: the fill is lost.
+    pred_sigmoid = (_exact_fill_scan_net(gate="sigmoid")(x) > 0).squeeze(1).numpy()
+    assert (pred_sigmoid == boundaries.astype(bool)).all()
 
 
 def test_scan_methods_agree_inside_the_network():
