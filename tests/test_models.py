@@ -18,6 +18,7 @@ from jordanlab.models import (
     count_parameters,
     linear_scan,
     model_table,
+    progressive_rollout,
     receptive_field,
     run_until_stable,
 )
@@ -251,6 +252,23 @@ def test_recurrent_forward_is_the_composition_of_steps():
     assert not torch.allclose(net(x, iters=2), net(x, iters=9))
     with pytest.raises(ValueError, match="iters must be >= 0"):
         net(x, iters=-1)
+
+
+def test_progressive_rollout_value_and_gradient_path():
+    torch.manual_seed(17)
+    net = build("recurrent", width=4, iters=6)
+    x = (torch.rand(2, 1, 12, 12) > 0.8).float()
+    out = progressive_rollout(net, x, n=3, k=2)
+    assert torch.allclose(out, net(x, iters=5), atol=1e-6)
+    out.sum().backward()
+    # The projection only acts before the detach: no gradient reaches it.
+    assert net.project.weight.grad is None or (net.project.weight.grad == 0).all()
+    assert net.recall.weight.grad.abs().sum() > 0
+    net.zero_grad(set_to_none=True)
+    net(x, iters=5).sum().backward()
+    assert net.project.weight.grad.abs().sum() > 0
+    with pytest.raises(TypeError, match="RecurrentNet"):
+        progressive_rollout(build("scan", width=2), x, n=1, k=1)
 
 
 def test_recurrent_state_norm_keeps_long_rollouts_bounded():

@@ -5,7 +5,7 @@
 """
 
 from .cnn import LocalCNN
-from .recurrent import RecurrentNet, run_until_stable
+from .recurrent import RecurrentNet, progressive_rollout, run_until_stable
 from .registry import MODELS, build, count_parameters, model_table, receptive_field
 from .scan import RowScanNet, linear_scan
 from .unet import UNet
@@ -20,6 +20,7 @@ __all__ = [
     "count_parameters",
     "linear_scan",
     "model_table",
+    "progressive_rollout",
     "receptive_field",
     "run_until_stable",
 ]

@@ -111,6 +111,33 @@ class RecurrentNet(nn.Module):
         return self.readout(state)
 
 
+def progressive_rollout(model: RecurrentNet, x: torch.Tensor, *, n: int, k: int) -> torch.Tensor:
+    """Logits after n + k iterations, differentiable only through the last k (Bansal et al. 2022).
+
+    The first n iterations (and the projection) run without gradient and the state is
+    detached, so the loss of these logits teaches the recurrent block to improve *any* state it
+    is handed, not a behaviour tied to an iteration count. The progressive loss is
+    ``L = (1 − α) · BCE(model(x, iters=T)) + α · BCE(progressive_rollout(model, x, n=n, k=k))``
+    with n ~ U{0, …, T − 1}, k ~ U{1, …, T − n} drawn by the training loop.
+
+    Returns
+    -------
+    Tensor of shape (N, 1, H, W)
+        Equal in value to ``model(x, iters=n + k)``.
+    """
+    if not isinstance(model, RecurrentNet):
+        raise TypeError(f"model must be a RecurrentNet, got {type(model).__name__}")
+    n, k = _check_iters(n, "n"), _check_iters(k, "k")
+    with torch.no_grad():
+        state = model.init_state(x)
+        for _ in range(n):
+            state = model.step(x, state)
+    state = state.detach()
+    for _ in range(k):
+        state = model.step(x, state)
+    return model.readout(state)
+
+
 @torch.no_grad()
 def run_until_stable(
     model: RecurrentNet,
