@@ -345,6 +345,71 @@ def test_run_until_stable_halts_after_patience_on_a_fixed_point():
     assert torch.allclose(logits, net(x, iters=50), atol=1e-6)
 
 
+def _flood_fill_recurrent_net() -> RecurrentNet:
+    """Hand-set RecurrentNet (no state norm) that floods the outside from the canvas border.
+
+    State: s₀ = o (outside indicator, 0 at start), s₁ = 1 (constant, from the projection bias).
+    Recall conv: z₀ = ReLU(o(p) + Σ_{4-nbrs q} o(q) + 4·s₁(p) − Σ_{4-nbrs q} s₁(q) − 10·B(p)),
+    where 4·s₁(p) − Σ s₁(q) counts the neighbours in the zero padding (the border); z₁ = s₁.
+    Residual block: o' = ReLU(z₀ − ReLU(z₀ − z₁)) = min(1, z₀). So o_t = 1 exactly on the
+    background pixels 4-connected to the border at geodesic distance < t. Head: 2(1 − o) − 1.
+    """
+    net = RecurrentNet(width=2, blocks=1, state_norm="none")
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.project.bias[1] = 1.0
+        w = net.recall.weight  # input channels: s₀, s₁, x
+        w[0, 0] = cross
+        w[0, 0, 1, 1] = 1.0
+        w[0, 1] = -cross
+        w[0, 1, 1, 1] = 4.0
+        w[0, 2, 1, 1] = -10.0
+        w[1, 1, 1, 1] = 1.0
+        block = net.blocks[0]
+        block.conv1.weight[0, 0, 1, 1] = 1.0
+        block.conv1.weight[0, 1, 1, 1] = -1.0
+        block.conv2.weight[0, 0, 1, 1] = -1.0
+        h1, h2, h3 = net.head[0], net.head[2], net.head[4]
+        h1.weight[0, 1, 1, 1] = 1.0
+        h1.weight[0, 0, 1, 1] = -1.0
+        h2.weight[0, 0, 1, 1] = 1.0
+        h3.weight[0, 0] = 2.0
+        h3.bias[0] = -1.0
+    return net
+
+
+@pytest.mark.parametrize(
+    ("suite", "size"), [("shapes-32", None), ("multi-3", 32), ("spiral", 32), ("randomwalk", 48), ("large-2x", 32)]
+)
+def test_hand_set_recurrent_flood_fill_halts_at_the_geodesic_depth(suite, size):
+    from scipy import ndimage
+
+    from jordanlab.data import make
+
+    kw = {} if size is None else {"size": size}
+    boundaries, masks = make(suite, "test", n=6, **kw)
+    x = torch.from_numpy(boundaries).float()[:, None]
+    net = _flood_fill_recurrent_net()
+    logits, used = run_until_stable(net, x, max_iters=10_000, patience=1)
+    np.testing.assert_array_equal((logits > 0).squeeze(1).numpy().astype(np.uint8), masks)
+    # Halting (no labels used) comes one iteration after the flood's last new pixel: at
+    # 2 + the largest 4-connected geodesic distance from the border-row/column background.
+    for i, b in enumerate(boundaries):
+        background = b == 0
+        dist = np.full(b.shape, -1)
+        frontier = np.zeros_like(background)
+        frontier[[0, -1], :] = background[[0, -1], :]
+        frontier[:, [0, -1]] |= background[:, [0, -1]]
+        d = 0
+        while frontier.any():
+            dist[frontier] = d
+            grown = ndimage.binary_dilation(frontier) & background & (dist < 0)
+            frontier, d = grown, d + 1
+        assert int(used[i]) == dist.max() + 2
+
+
 def test_run_until_stable_checks_arguments():
     with pytest.raises(TypeError, match="RecurrentNet"):
         run_until_stable(build("scan"), torch.zeros(1, 1, 4, 4), max_iters=3)

@@ -38,7 +38,9 @@ class RecurrentNet(nn.Module):
     One iteration is ``1 + 2·blocks`` 3×3 convs, so information travels at most that many
     pixels per iteration; the receptive field grows without bound with the number of
     iterations. All convs use zero padding (zero is the background of a boundary image) and
-    no BatchNorm, so the network is the same function on every canvas size.
+    no BatchNorm, so the network is the same function on every canvas size. P and R have a
+    bias (unlike DeepThinking): a constant channel lets R see the canvas border through the
+    zero padding, which is where the outside region starts; the residual blocks have none.
 
     Parameters
     ----------
@@ -72,8 +74,8 @@ class RecurrentNet(nn.Module):
         self.default_iters = _check_iters(iters)
         if state_norm not in STATE_NORMS:
             raise ValueError(f"state_norm={state_norm!r} is not supported; expected one of {STATE_NORMS}")
-        self.project = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
-        self.recall = nn.Conv2d(width + in_channels, width, 3, padding=1, bias=False)
+        self.project = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.recall = nn.Conv2d(width + in_channels, width, 3, padding=1)
         self.blocks = nn.Sequential(*(BasicBlock(width) for _ in range(blocks)))
         self.state_norm = ChannelNorm() if state_norm == "channel" else nn.Identity()
         self.head = nn.Sequential(
