@@ -8,6 +8,8 @@ crossing_parity, flood_depth_parity
     The two implementations behind :func:`fill`.
 validate, InvalidBoundaryError
     Check that a boundary image is a set of non-touching closed curves; say what is wrong.
+PropagationNet, ScanNet, propagation_steps, PropagationResult
+    Programmed (fixed-weight) networks computing the same mask: local propagation, and row scan.
 """
 
 from jordanlab.topology._fill import (
@@ -18,6 +20,7 @@ from jordanlab.topology._fill import (
     flood_depth_parity,
 )
 from jordanlab.topology._validate import InvalidBoundaryError, validate
+from jordanlab.topology.programmed import PropagationNet, PropagationResult, ScanNet, propagation_steps
 
 __all__ = [
     "DEFAULT_FILL_METHOD",
@@ -27,4 +30,8 @@ __all__ = [
     "flood_depth_parity",
     "InvalidBoundaryError",
     "validate",
+    "PropagationNet",
+    "PropagationResult",
+    "ScanNet",
+    "propagation_steps",
 ]
