@@ -80,6 +80,8 @@ def test_unknown_names_and_bad_arguments():
         D.make("spiral", "train")
     with pytest.raises(ValueError, match="suites only"):
         D.make("shapes-32", size=64)
+    with pytest.raises(ValueError, match="size must be >= 32"):
+        D.make("spiral", size=16)
     with pytest.raises(ValueError, match="n must be"):
         D.make("shapes-32", n=-1)
 

@@ -134,3 +134,9 @@ def test_textures_dataset_uses_flips(tmp_path):
         x, y = ds[i]
         xb = x[0].numpy().astype(np.uint8)
         assert any(np.array_equal(xb, v) for v in (b[i], b[i][::-1], b[i][:, ::-1], b[i][::-1, ::-1]))
+
+
+def test_preview_dataset(tmp_path):
+    d = _write(tmp_path, n=5)
+    out = D.preview_dataset(d, tmp_path / "grid.png", split="train", n=4, ncols=2)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

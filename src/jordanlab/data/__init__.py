@@ -11,7 +11,7 @@ from jordanlab.data.generate import generate_images, label, make
 from jordanlab.data.io import DatasetError, load_dataset, read_manifest, write_dataset
 from jordanlab.data.png import read_boundary_png, write_mask_png
 from jordanlab.data.point import make_point_task
-from jordanlab.data.preview import gallery, preview_grid
+from jordanlab.data.preview import gallery, preview_dataset, preview_grid
 from jordanlab.data.specs import FAMILIES, PRESETS, SUITE_COUNT, SUITE_SIZE, SUITES, Spec, resolve, salt
 from jordanlab.data.torch_dataset import FillDataset
 
@@ -30,6 +30,7 @@ __all__ = [
     "load_dataset",
     "make",
     "make_point_task",
+    "preview_dataset",
     "preview_grid",
     "read_boundary_png",
     "read_manifest",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["preview_grid", "gallery", "GALLERY_NAMES"]
+__all__ = ["preview_grid", "preview_dataset", "gallery", "GALLERY_NAMES"]
 
 _FIGURE_RGB = np.array([0.55, 0.75, 0.95])  # light blue figure
 _BACKGROUND_RGB = np.array([1.0, 1.0, 1.0])
@@ -97,6 +97,21 @@ def preview_grid(
     finally:
         plt.close(fig)
     return out
+
+
+def preview_dataset(
+    dataset_dir: str | os.PathLike, out_png: str | os.PathLike, *, split: str = "test", n: int = 16, ncols: int = 8
+) -> Path:
+    """Grid of the first ``n`` images of a dataset directory's ``split`` (checksums verified), titled by index."""
+    from jordanlab.data.io import load_dataset
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    b, m = load_dataset(dataset_dir, split)
+    if len(b) == 0:
+        raise ValueError(f"split {split!r} of {dataset_dir} is empty")
+    k = min(n, len(b))
+    return preview_grid(b[:k], m[:k], out_png, ncols=ncols, titles=[f"{split} #{i}" for i in range(k)])
 
 
 GALLERY_NAMES: tuple[str, ...] = (

@@ -16,7 +16,7 @@ Suites
 ------
 Test sets probing a model trained on the ``shapes`` family; each is drawn on a canvas of ``size``
 pixels (default 64, i.e. relative to ``shapes-64``; pass ``size=32`` or ``size=128`` for the models
-trained on ``shapes-32`` / ``shapes-128``), 200 images by default. ``multi-k``: ``k`` disjoint
+trained on ``shapes-32`` / ``shapes-128``; at least 32), 200 images by default. ``multi-k``: ``k`` disjoint
 shapes; ``nested``: rings in rings (2 to 4 levels); ``spiral``: thin bands wound several turns;
 ``polygon``: star polygons only; ``randomwalk``: random-walk loops; ``thick``: the training family
 with 2 or 3 pixel strokes; ``large-2x``, ``large-4x``: the training family on a ``2 size`` and
@@ -126,8 +126,8 @@ def resolve(name: str, *, size: int | None = None) -> Spec:
     if name in SUITES:
         family, mult, thick = SUITES[name]
         base = SUITE_SIZE if size is None else int(size)
-        if base < 16:
-            raise ValueError(f"size must be >= 16 for suite {name!r}, got {size}")
+        if base < 32:
+            raise ValueError(f"size must be >= 32 for suite {name!r} (five shapes or a two-turn spiral need room), got {size}")
         return Spec(name, base * mult, family, 0, SUITE_COUNT, augment="none", thickness=thick, kind="suite")
     raise ValueError(f"unknown dataset name {name!r}; presets: {sorted(PRESETS)}; suites: {sorted(SUITES)}")
 
