@@ -413,3 +413,29 @@ def test_thinning_keeps_topology_and_gives_simple_curves(name: str) -> None:
     assert ndimage.label(~thinned, FOUR)[1] == ndimage.label(~b, FOUR)[1]
     torch_thinned = thin(torch.from_numpy(b)[None])[0].numpy()
     np.testing.assert_array_equal(torch_thinned, thinned)
+
+
+# ------------------------------------------------------------------------------------------------
+# Every preset and suite of jordanlab.data: validate, parity == flood == the stored masks.
+# ------------------------------------------------------------------------------------------------
+
+
+def _dataset_names() -> list[str]:
+    try:
+        from jordanlab.data import PRESETS, SUITES
+    except ImportError:  # pragma: no cover - data layer not there
+        return []
+    return sorted(PRESETS) + sorted(SUITES)
+
+
+@pytest.mark.parametrize("name", _dataset_names())
+def test_every_preset_and_suite_parity_equals_flood(name: str) -> None:
+    from jordanlab.data import PRESETS, make
+
+    split = "train" if name in PRESETS else "test"
+    boundaries, masks = make(name, split=split, n=24, seed=1)
+    validate(boundaries)
+    parity, flood = fill(boundaries), fill(boundaries, method="flood")
+    np.testing.assert_array_equal(parity, flood)
+    # data labels thick strokes as fill(thin centre curves) | stroke: independent of our thinning
+    np.testing.assert_array_equal(parity, masks)
