@@ -1,1 +1,33 @@
-"""jordanlab.evaluate"""
+"""jordanlab.evaluate: per-suite scores of a trained run, figures, and prediction on a PNG.
+
+- :func:`per_image_scores` / :func:`aggregate_scores` / :func:`score_masks`: IoU of the figure,
+  pixel accuracy and the perfect-image rate (NumPy or torch).
+- :func:`evaluate_run`: the run's test split and every OOD suite at its canvas -> ``RUN/eval.json``;
+  :func:`format_table` prints it as markdown.
+- :func:`suite_figure`, :func:`training_curves`: PNGs in ``RUN/figures/``.
+- :func:`predict_masks`, :func:`predict_png`: masks of boundary images (label-free halting for
+  recurrent models).
+"""
+
+from .figures import error_map, rank_images, suite_figure, training_curves
+from .metrics import aggregate_scores, per_image_scores, score_masks
+from .predict import default_max_iters, predict_masks, predict_png
+from .suites import TEST_SUITE, default_suites, evaluate_run, format_table, run_canvas
+
+__all__ = [
+    "TEST_SUITE",
+    "aggregate_scores",
+    "default_max_iters",
+    "default_suites",
+    "error_map",
+    "evaluate_run",
+    "format_table",
+    "per_image_scores",
+    "predict_masks",
+    "predict_png",
+    "rank_images",
+    "run_canvas",
+    "score_masks",
+    "suite_figure",
+    "training_curves",
+]
