@@ -263,6 +263,22 @@ def test_random_nested_thick_parity_equals_flood_equals_construction(case: tuple
     np.testing.assert_array_equal(fill(boundary, method="parity"), figure)
 
 
+@settings(max_examples=30)
+@given(nested_boundaries())
+def test_fill_commutes_with_flips_and_transpose(case: tuple[np.ndarray, np.ndarray]) -> None:
+    """The scan runs rightwards along rows; the figure does not depend on that choice."""
+    boundary, _ = case
+    try:
+        validate(boundary)
+    except InvalidBoundaryError:
+        return
+    want = fill(boundary)
+    np.testing.assert_array_equal(fill(boundary[:, ::-1]), want[:, ::-1])
+    np.testing.assert_array_equal(fill(boundary[::-1]), want[::-1])
+    np.testing.assert_array_equal(fill(boundary.T), want.T)  # non-contiguous input too
+    np.testing.assert_array_equal(fill(np.asfortranarray(boundary)), want)
+
+
 @settings(max_examples=40)
 @given(nested_boundaries())
 def test_single_curve_agrees_with_binary_fill_holes(case: tuple[np.ndarray, np.ndarray]) -> None:

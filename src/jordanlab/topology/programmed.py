@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jordanlab.topology._thinning import has_redundant_pixels, thin
+from jordanlab.topology._thinning import has_redundant_pixels
+from jordanlab.topology._thinning import thin as _thin
 
 __all__ = ["PropagationNet", "PropagationResult", "ScanNet", "propagation_steps"]
 
@@ -217,7 +218,7 @@ class ScanNet(nn.Module):
             need = has_redundant_pixels(flat)
             if bool(need.any()):
                 flat = flat.clone()
-                flat[need] = thin(flat[need])
+                flat[need] = _thin(flat[need])
             centre = flat[:, None].float()
         else:
             centre = b.float()
