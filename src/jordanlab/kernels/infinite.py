@@ -49,7 +49,9 @@ __all__ = [
 
 Readout = Literal["flatten", "gap"]
 _READOUTS = ("flatten", "gap")
-_DEFAULT_BUDGET = 512 * 2**20  # bytes for one tile of pixel-pair covariances
+# Entries of one tile's covariance tensor: 2**19 float64 = 4 MiB keeps the elementwise passes in
+# cache; the per-tile Python overhead is a few dozen tensor ops.
+_TILE_ENTRIES = 2**19
 
 
 # --------------------------------------------------------------------------- validation
@@ -99,26 +101,32 @@ def _pair(
 # --------------------------------------------------------------------------- ReLU moments
 
 
-def _relu(
-    cov: torch.Tensor, qq: torch.Tensor, same: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ReLU dual: ``(E[φ(u)φ(v)], E[φ'(u)φ'(v)])`` for ``Var u · Var v = qq``, ``Cov = cov``.
+def _inv(s: torch.Tensor) -> torch.Tensor:
+    """``1/s`` where ``s > 0``, else 0 (a zero-variance unit has correlation 0 with anything)."""
+    return torch.where(s > 0, 1.0 / torch.where(s > 0, s, 1.0), 0.0)
 
-    Where ``qq == 0`` one variable is identically zero, so ``E[φφ] = 0``; ``E[φ'φ']`` is then
-    only ever multiplied by a zero tangent kernel, and is set to its ``ρ = 0`` value.
-    ``same`` (broadcastable boolean) marks entries with ``u ≡ v`` (same input, same pixel), where
-    ``ρ = 1`` exactly: ``arccos`` near 1 would turn a rounding error ε into ``θ ≈ √(2ε) ≈ 1e-8``.
+
+def _relu(
+    cov: torch.Tensor,
+    s1: torch.Tensor,
+    s2: torch.Tensor,
+    diag: tuple[torch.Tensor, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReLU dual ``(E[φ(u)φ(v)], E[φ'(u)φ'(v)])`` for ``Cov(u, v) = cov``, ``sd(u) = s1``, ``sd(v) = s2``.
+
+    ``s1``, ``s2`` broadcast against ``cov``. Where a standard deviation is 0 the variable is
+    identically zero, so ``E[φφ] = 0``; ``E[φ'φ']`` is then only ever multiplied by a zero
+    tangent kernel and takes its ``ρ = 0`` value. ``diag`` indexes the entries with ``u ≡ v``
+    (same input, same pixel), where ``ρ = 1`` is set exactly: ``arccos`` near 1 would turn a
+    rounding error ε into ``θ ≈ √(2ε) ≈ 1e-8``. ``cov`` is overwritten.
     """
-    sq = torch.sqrt(qq)
-    pos = sq > 0
-    rho = torch.where(pos, cov / torch.where(pos, sq, torch.ones_like(sq)), torch.zeros_like(sq))
-    rho = rho.clamp(-1.0, 1.0)
-    if same is not None:
-        rho = torch.where(same & pos, torch.ones_like(rho), rho)
+    rho = cov.mul_(_inv(s1)).mul_(_inv(s2)).clamp_(-1.0, 1.0)
+    if diag is not None:
+        rho[diag] = 1.0
     theta = torch.arccos(rho)
-    nngp = sq * (torch.sqrt(1.0 - rho * rho) + (math.pi - theta) * rho) / (2 * math.pi)
-    dot = (math.pi - theta) / (2 * math.pi)
-    return nngp, dot
+    dot = theta.neg_().add_(math.pi)  # π − θ
+    nngp = torch.sqrt(1.0 - rho * rho).addcmul_(dot, rho).mul_(s1 * (1 / (2 * math.pi))).mul_(s2)
+    return nngp, dot.mul_(1 / (2 * math.pi))
 
 
 # --------------------------------------------------------------------------- MLP
@@ -175,11 +183,11 @@ def mlp_kernels(
     q1 = (a * a).sum(1) / d
     q2 = (b * b).sum(1) / d
     ntk = torch.zeros_like(k)
-    eye = torch.eye(k.shape[0], dtype=torch.bool, device=k.device) if same else None
+    eye = (torch.arange(k.shape[0], device=k.device),) * 2 if same else None
     for _ in range(depth):
         k, q1, q2 = wv * k + bv, wv * q1 + bv, wv * q2 + bv
         ntk = wv * ntk + k
-        k, dot = _relu(k, q1[:, None] * q2[None, :], eye)
+        k, dot = _relu(k, torch.sqrt(q1)[:, None], torch.sqrt(q2)[None, :], eye)
         ntk = ntk * dot
         q1, q2 = q1 / 2, q2 / 2
     k = wv * k + bv
@@ -192,36 +200,42 @@ def mlp_kernels(
 # --------------------------------------------------------------------------- CNN
 
 
+def _shift_mean_axes(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """``Σ_{d ∈ {-1, 0, 1}} t[.. i + d ..]`` jointly along ``axes`` (all of one length), zeros outside."""
+    n = t.shape[axes[0]]
+    out = t.clone()
+    if n == 1:
+        return out
+    lo = [slice(None)] * t.ndim
+    hi = [slice(None)] * t.ndim
+    for ax in axes:
+        lo[ax], hi[ax] = slice(0, n - 1), slice(1, n)
+    out[tuple(lo)] += t[tuple(hi)]  # d = +1
+    out[tuple(hi)] += t[tuple(lo)]  # d = -1
+    return out
+
+
 def _box3(t: torch.Tensor) -> torch.Tensor:
     """Mean of the 3×3 zero-padded neighbourhood over the last two axes (a same-padded conv)."""
-    h, w = t.shape[-2:]
-    p = F.pad(t, (1, 1, 1, 1))
-    out = torch.zeros_like(t)
-    for dh in range(3):
-        for dw in range(3):
-            out += p[..., dh : dh + h, dw : dw + w]
-    return out / 9.0
+    return _shift_mean_axes(_shift_mean_axes(t, (t.ndim - 2,)), (t.ndim - 1,)).div_(9.0)
 
 
 def _box3_pairs(t: torch.Tensor) -> torch.Tensor:
-    """Joint 3×3 shift-mean of a pixel-pair tensor ``(..., H, W, H, W)``: ``mean_δ K[p+δ, p'+δ]``."""
-    h, w = t.shape[-4], t.shape[-3]
-    p = F.pad(t, (1, 1, 1, 1, 0, 0, 0, 0))  # pad the second pixel (last two axes)
-    p = F.pad(p.movedim((-4, -3), (-2, -1)), (1, 1, 1, 1)).movedim((-2, -1), (-4, -3))
-    out = torch.zeros_like(t)
-    for dh in range(3):
-        for dw in range(3):
-            out += p[..., dh : dh + h, dw : dw + w, dh : dh + h, dw : dw + w]
-    return out / 9.0
+    """Joint 3×3 shift-mean of a pixel-pair tensor ``(..., H, W, H, W)``: ``mean_δ K[p+δ, p'+δ]``.
+
+    Separable, as in NT: the shift along rows moves both row axes together, then along columns.
+    """
+    d = t.ndim
+    return _shift_mean_axes(_shift_mean_axes(t, (d - 4, d - 2)), (d - 3, d - 1)).div_(9.0)
 
 
 def _self_variances(x: torch.Tensor, depth: int, wv: float, bv: float) -> list[torch.Tensor]:
-    """Pre-activation variances ``K_l(x, x)[p, p]`` of each hidden conv layer, each (N, H, W)."""
+    """Pre-activation standard deviations ``K_l(x, x)[p, p]^½`` of each conv layer, each (N, H, W)."""
     k = (x * x).sum(1) / x.shape[1]
     out = []
     for _ in range(depth):
         k = wv * _box3(k) + bv
-        out.append(k)
+        out.append(torch.sqrt(k))
         k = k / 2  # E[relu(u)^2] = Var(u) / 2
     return out
 
@@ -229,38 +243,41 @@ def _self_variances(x: torch.Tensor, depth: int, wv: float, bv: float) -> list[t
 def _cnn_tile(
     a: torch.Tensor,
     b: torch.Tensor,
-    va: list[torch.Tensor],
-    vb: list[torch.Tensor],
+    sa: list[torch.Tensor],
+    sb: list[torch.Tensor],
     wv: float,
     bv: float,
     readout: str,
     diagonal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Kernels of one block of pairs; ``diagonal``: ``a`` and ``b`` are the same images."""
-    c = a.shape[1]
+    c, n = a.shape[1], a.shape[0]
     h, w = a.shape[2:]
-    same = None
+    dev = a.device
+    diag = None
     if readout == "flatten":
         k = torch.einsum("nchw,mchw->nmhw", a, b) / c
         box = _box3
         expand_a = (slice(None), None)
         expand_b = (None, slice(None))
         if diagonal:
-            same = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)[:, :, None, None]
+            diag = (torch.arange(n, device=dev),) * 2
     else:
         k = torch.einsum("nchw,mcij->nmhwij", a, b) / c
         box = _box3_pairs
         expand_a = (slice(None), None, Ellipsis, None, None)
         expand_b = (None, slice(None), None, None, Ellipsis)
         if diagonal:
-            pix = torch.eye(h * w, dtype=torch.bool, device=a.device).reshape(h, w, h, w)
-            same = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)[:, :, None, None, None, None] & pix
+            i = torch.arange(n, device=dev)[:, None]
+            r = torch.arange(h, device=dev)[:, None][None]
+            q = torch.arange(w, device=dev)[None, None]
+            diag = (i[..., None], i[..., None], r, q, r, q)
     ntk = torch.zeros_like(k)
-    for qa, qb in zip(va, vb):
-        k = wv * box(k) + bv
-        ntk = wv * box(ntk) + k
-        k, dot = _relu(k, qa[expand_a] * qb[expand_b], same)
-        ntk = ntk * dot
+    for s1, s2 in zip(sa, sb):
+        k = box(k).mul_(wv).add_(bv)
+        ntk = box(ntk).mul_(wv).add_(k)
+        k, dot = _relu(k, s1[expand_a], s2[expand_b], diag)
+        ntk.mul_(dot)
     dims = tuple(range(2, k.ndim))
     k = wv * k.mean(dims) + bv
     ntk = wv * ntk.mean(dims) + k
@@ -294,7 +311,7 @@ def cnn_kernels(
         ``Flatten`` (Arora et al.'s CNTK-V) or ``GlobalAvgPool`` (CNTK-GAP) before the Dense.
     tile : int, optional
         Pairs are computed in ``tile × tile`` blocks; by default the largest block whose
-        pixel-pair tensors fit in about 512 MiB.
+        covariance tensor has at most 2**19 entries (4 MiB; memory is a small multiple of that).
     device : optional
         Where to compute; defaults to the device of ``x1``.
     progress : bool
@@ -324,8 +341,8 @@ def cnn_kernels(
     n1, n2 = a.shape[0], b.shape[0]
     h, w = a.shape[2:]
     if tile is None:
-        per_pair = 8 * 6 * (h * w if readout == "flatten" else (h * w) ** 2)
-        tile = max(1, int(math.isqrt(max(1, _DEFAULT_BUDGET // per_pair))))
+        per_pair = h * w if readout == "flatten" else (h * w) ** 2
+        tile = max(1, int(math.isqrt(max(1, _TILE_ENTRIES // per_pair))))
     elif isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
         raise ValueError(f"tile must be a positive integer, got {tile!r}")
     va = _self_variances(a, depth, wv, bv)
