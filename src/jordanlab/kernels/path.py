@@ -230,12 +230,11 @@ class _Recording:
         c = lr / xb.shape[0]
         yb = yb.reshape(xb.shape[0], -1)
         if self.contraction is Contraction.JVP:
-            def tangent(v: F.Params) -> Tensor:
-                return jvp(lambda p: self.fbatch(p, xb), (params,), (v,))[1]
+            def tangent(v: F.Params) -> tuple[Tensor, Tensor]:
+                return jvp(lambda p: self.fbatch(p, xb), (params,), (v,))
 
-            with torch.no_grad():
-                fb = self.fbatch(params, xb)
-            tang = vmap(tangent)(gbar)  # (Q, B, O): ḡ_q · ∇f(w_s, x_b)[o]
+            # primal f(w_s, x_b) (B, O) is shared by all queries; tangents (Q, B, O) = ḡ_q · ∇f(w_s, x_b)[o]
+            fb, tang = vmap(tangent, out_dims=(None, 0))(gbar)
             dl = _loss_derivative(fb, yb, self.loss)  # (B, O)
             per_pixel = -c * tang * dl[None]
             step_contrib = per_pixel.sum(-1)
