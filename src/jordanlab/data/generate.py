@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from jordanlab.curves import sample_boundary
+from jordanlab.curves import rasterize, sample_boundary
 from jordanlab.curves.raster import _dilate
 from jordanlab.data.specs import FAMILIES, Spec, image_rng, resolve
 from jordanlab.topology import fill
@@ -40,8 +40,6 @@ def _one(spec: Spec, split: str, seed: int, i: int) -> tuple[np.ndarray, np.ndar
     curves, boundary = sample_boundary(rng, FAMILIES[spec.family], spec.size, thickness=t)
     thin = None
     if t > 1:
-        from jordanlab.curves import rasterize
-
         thin = rasterize(curves, spec.size)
         assert np.array_equal(_dilate(thin, t), boundary)
     return boundary, thin, curves, t
