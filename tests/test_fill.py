@@ -455,3 +455,20 @@ def test_every_preset_and_suite_parity_equals_flood(name: str) -> None:
     np.testing.assert_array_equal(parity, flood)
     # data labels thick strokes as fill(thin centre curves) | stroke: independent of our thinning
     np.testing.assert_array_equal(parity, masks)
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_sparse_thinning_equals_dense_reference(as_torch: bool) -> None:
+    from jordanlab.topology._thinning import _thin_dense
+
+    rng = np.random.default_rng(5)
+    noise = rng.random((6, 24, 24)) < 0.45  # arbitrary sets, not only curves
+    batch = np.concatenate([noise, _curves_family_batch("texture", 3, 24 * 2, 3, seed=2)[:, :24, :24].astype(bool)])
+    x = torch.from_numpy(batch) if as_torch else batch
+    sparse, dense = thin(x), _thin_dense(x)
+    np.testing.assert_array_equal(np.asarray(sparse), np.asarray(dense))
+    for got, b in zip(np.asarray(sparse), batch):  # topology kept on arbitrary sets too
+        assert ndimage.label(got, EIGHT)[1] == ndimage.label(b, EIGHT)[1]
+        assert ndimage.label(np.pad(~got, 1, constant_values=True), FOUR)[1] == ndimage.label(
+            np.pad(~b, 1, constant_values=True), FOUR
+        )[1]
