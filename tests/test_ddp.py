@@ -30,7 +30,7 @@ def _config() -> Config:
     # but the cross-check here is about gradient averaging and the sampler).
     return Config(
         description="ddp test",
-        data=DataConfig(preset="shapes-32", n_train=16, n_val=4, seed=0, augment=False),  # see _AFFINE_BUG in test_train
+        data=DataConfig(preset="shapes-32", n_train=16, n_val=4, seed=0, augment=True),
         model=ModelConfig(name="local-cnn", kwargs={"width": 4, "depth": 3, "norm": "none"}),
         optim=OptimConfig(name="ranger", lr=1e-2),
         train=TrainConfig(epochs=2, batch_size=8, seed=3, device="cpu"),
