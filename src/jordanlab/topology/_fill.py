@@ -59,6 +59,7 @@ DEFAULT_FILL_METHOD = FillMethod.PARITY
 # Crossing parity, numpy: rows bit-packed into uint64 words (column c = bit c % 64 of word c // 64).
 # --------------------------------------------------------------------------------------------------
 
+_WORD = np.dtype("<u8")  # little-endian words: column c is bit c % 64 on any machine
 _U1 = np.uint64(1)
 _U63 = np.uint64(63)
 
@@ -79,7 +80,7 @@ def _pack_rows(b: np.ndarray) -> np.ndarray:
         packed = np.packbits(b, axis=-1, bitorder="little")
         if packed.shape[-1] != nbytes:
             packed = np.concatenate([packed, np.zeros((n, h, nbytes - packed.shape[-1]), np.uint8)], axis=-1)
-    return np.ascontiguousarray(packed).view(np.uint64)
+    return np.ascontiguousarray(packed).view(_WORD)
 
 
 def _unpack_rows(words: np.ndarray, w: int) -> np.ndarray:

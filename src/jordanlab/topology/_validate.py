@@ -92,37 +92,43 @@ def _validate_image(b: np.ndarray, image: int | None) -> None:
             pairs.append(np.stack([cu[hit], re[hit]], axis=1))
     adjacency = np.unique(np.concatenate(pairs), axis=0)
     n_regions = np.bincount(adjacency[:, 0], minlength=n_curves + 1)
-    # Report curves in raster order of their first pixel.
-    for lab in range(1, n_curves + 1):
-        curve = curves == lab
-        first = np.argwhere(curve)[0] - 1
-        if n_regions[lab] < 2:
-            end = _end_pixel(curve)
-            if end is not None:
-                r, c = end[0] - 1, end[1] - 1
-                raise InvalidBoundaryError(
-                    f"open curve: {_where(image, r, c)} is an end of the curve (at most one "
-                    "8-neighbour on it); a closed curve separates an inside from the outside"
-                )
-            raise InvalidBoundaryError(
-                f"open curve: the curve through {_where(image, int(first[0]), int(first[1]))} does "
-                "not enclose any background (its complement is connected): it is open or filled"
-            )
-        if n_regions[lab] > 2:
-            labels = adjacency[adjacency[:, 0] == lab, 1]
-            r, c = _meeting_pixel(curve, regions, labels)
-            raise InvalidBoundaryError(
-                f"curves touch at {_where(image, r - 1, c - 1)}: the 8-connected curve there bounds "
-                f"{int(n_regions[lab])} background regions instead of 2 (two curves, or two parts "
-                "of one curve, are 8-adjacent)"
-            )
-        end = _end_pixel(curve)
+    counts = ndimage.convolve(padded.astype(np.uint8), _EIGHT.astype(np.uint8), mode="constant") - 1
+    ends = padded & (counts <= 1)
+    # The first problematic curve in raster order (labels follow the raster order of first pixels).
+    problems = np.flatnonzero(n_regions[1:] != 2) + 1
+    if ends.any():
+        problems = np.concatenate([problems, curves[ends]])
+    if problems.size == 0:
+        return
+    lab = int(problems.min())
+    curve = curves == lab
+    end = _end_pixel(curve)
+    if n_regions[lab] < 2:
         if end is not None:
             r, c = end[0] - 1, end[1] - 1
             raise InvalidBoundaryError(
-                f"open curve: {_where(image, r, c)} is the end of a dangling branch (at most one "
-                "8-neighbour on the curve)"
+                f"open curve: {_where(image, r, c)} is an end of the curve (at most one "
+                "8-neighbour on it); a closed curve separates an inside from the outside"
             )
+        first = np.argwhere(curve)[0] - 1
+        raise InvalidBoundaryError(
+            f"open curve: the curve through {_where(image, int(first[0]), int(first[1]))} does "
+            "not enclose any background (its complement is connected): it is open or filled"
+        )
+    if n_regions[lab] > 2:
+        labels = adjacency[adjacency[:, 0] == lab, 1]
+        r, c = _meeting_pixel(curve, regions, labels)
+        raise InvalidBoundaryError(
+            f"curves touch at {_where(image, r - 1, c - 1)}: the 8-connected curve there bounds "
+            f"{int(n_regions[lab])} background regions instead of 2 (two curves, or two parts "
+            "of one curve, are 8-adjacent)"
+        )
+    assert end is not None  # a closed curve listed among the problems has an end pixel
+    r, c = end[0] - 1, end[1] - 1
+    raise InvalidBoundaryError(
+        f"open curve: {_where(image, r, c)} is the end of a dangling branch (at most one "
+        "8-neighbour on the curve)"
+    )
 
 
 def validate(boundary: Any) -> None:
