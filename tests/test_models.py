@@ -208,6 +208,22 @@ def test_self_attention_subsamples_keys_on_large_canvases():
     assert y.shape == (1, 1, 128, 128)
 
 
+def test_fused_and_math_attention_agree():
+    torch.manual_seed(18)
+    math_net = build("cnn-sa", width=4, depth=2, norm="none", max_tokens=16)
+    fused_net = build("cnn-sa", width=4, depth=2, norm="none", max_tokens=16, attention="fused")
+    fused_net.load_state_dict(math_net.state_dict())
+    x = torch.rand(2, 1, 20, 28)
+    y_math, y_fused = math_net(x), fused_net(x)
+    assert torch.allclose(y_math, y_fused, atol=1e-5)
+    y_math.square().sum().backward()
+    y_fused.square().sum().backward()
+    for (name, p), q in zip(math_net.named_parameters(), fused_net.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
+    with pytest.raises(ValueError, match="attention='flash'"):
+        build("cnn-sa", attention="flash")
+
+
 # ---------------------------------------------------------------- torch.func compatibility
 
 

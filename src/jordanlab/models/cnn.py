@@ -59,6 +59,8 @@ class LocalCNN(nn.Module):
         How many non-local blocks (ignored when ``nonlocal_kind`` is None).
     max_tokens : int
         Key/value budget of the self-attention blocks (see :class:`SelfAttentionBlock`).
+    attention : {"math", "fused"}
+        Self-attention implementation (see :class:`SelfAttentionBlock`).
     ratio : int
         Bottleneck ratio r of the global-context blocks (see :class:`GlobalContextBlock`).
     """
@@ -72,7 +74,8 @@ class LocalCNN(nn.Module):
         norm: str = "batch",
         nonlocal_kind: str | None = None,
         blocks: int = 1,
-        max_tokens: int = 1024,
+        max_tokens: int = 256,
+        attention: str = "math",
         ratio: int = 4,
     ) -> None:
         super().__init__()
@@ -90,7 +93,7 @@ class LocalCNN(nn.Module):
         for i in range(depth):
             layers.append(ConvNormReLU(in_channels if i == 0 else width, width, norm=norm))
             if i + 1 in positions:
-                layers.append(_nonlocal_block(nonlocal_kind, width, norm, max_tokens, ratio))
+                layers.append(_nonlocal_block(nonlocal_kind, width, norm, max_tokens, attention, ratio))
         layers.append(OutConv(width))
         self.layers = nn.Sequential(*layers)
 
@@ -106,11 +109,13 @@ class LocalCNN(nn.Module):
         return 1 + 2 * self.depth
 
 
-def _nonlocal_block(kind: str | None, width: int, norm: str, max_tokens: int, ratio: int) -> nn.Module:
+def _nonlocal_block(
+    kind: str | None, width: int, norm: str, max_tokens: int, attention: str, ratio: int
+) -> nn.Module:
     if kind == "gap":
         return GlobalAvgPoolBlock(width, norm=norm)
     if kind == "sa":
-        return SelfAttentionBlock(width, max_tokens=max_tokens)
+        return SelfAttentionBlock(width, max_tokens=max_tokens, attention=attention)
     if kind == "gc":
         return GlobalContextBlock(width, ratio=ratio)
     raise AssertionError(kind)  # unreachable: checked in LocalCNN.__init__

@@ -53,7 +53,8 @@ def cnn_sa(
     depth: int = UNET_CONV_LAYERS,
     norm: str = "batch",
     blocks: int = 1,
-    max_tokens: int = 1024,
+    max_tokens: int = 256,
+    attention: str = "math",
 ) -> nn.Module:
     """Local CNN + non-local self-attention blocks (Wang et al. 2018; subsampled keys)."""
     return LocalCNN(
@@ -64,6 +65,7 @@ def cnn_sa(
         nonlocal_kind="sa",
         blocks=blocks,
         max_tokens=max_tokens,
+        attention=attention,
     )
 
 
