@@ -183,3 +183,27 @@ def test_argument_errors():
         path_decomposition(_net(), x, y, x[:1], lr=-1.0, steps=1, pixels=PIXELS[:1])
     with pytest.raises(ValueError, match="targets"):
         path_decomposition(_net(), x, y[:, :, :4], x[:1], lr=0.1, steps=1, pixels=PIXELS[:1])
+
+
+def test_verify_quick_writes_json_and_meets_targets(tmp_path):
+    import json
+
+    from jordanlab.kernels import verify
+
+    result = verify(tmp_path, quick=True, progress=False)
+    on_disk = json.loads((tmp_path / "verify.json").read_text())
+    assert on_disk["runs"] == json.loads(json.dumps(result["runs"]))
+    assert (tmp_path / "verify.png").stat().st_size > 1000
+    for run in result["runs"]:
+        assert {"mode", "optimizer", "lr", "dtype", "steps", "relative_residual"} <= run.keys()
+    exact = [r for r in result["runs"] if r["mode"] == "exact"]
+    assert {(r["optimizer"], r["dtype"]) for r in exact} == {("gd", "float32"), ("gd", "float64"),
+                                                            ("sgd", "float32"), ("sgd", "float64")}
+    for r in exact:
+        assert r["relative_residual"] <= (1e-9 if r["dtype"] == "float64" else 1e-4), r
+    tangent = sorted((r for r in result["runs"] if r["mode"] == "tangent"), key=lambda r: r["lr"])
+    lrs = [r["lr"] for r in tangent]
+    res = [r["relative_residual"] for r in tangent]
+    assert lrs[-1] / lrs[0] >= 10 and res == sorted(res)
+    assert 0.5 <= (res[-1] / res[0]) / (lrs[-1] / lrs[0]) <= 2.0  # first order in lr
+    assert len(result["kernel_motion"]) >= 2

@@ -137,12 +137,12 @@ def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bo
     x, y, xt = _shapes32(n_train, seed=0)
     q, pixels = _queries(x, y, xt)
     width, depth = (4, 2) if quick else (8, 3)
-    time_T = 2.0  # lr · steps, the training "time"
+    time_T = 0.8 if quick else 2.0  # lr · steps, the training "time"
     lrs = [0.4, 0.2, 0.04] if quick else [0.4, 0.2, 0.1, 0.04]
     plan: list[dict[str, Any]] = []
     for lr in lrs:
         plan.append({"mode": "tangent", "optimizer": "gd", "lr": lr, "dtype": "float64", "steps": round(time_T / lr)})
-    exact_steps = 5 if quick else 20
+    exact_steps = 4 if quick else 20
     for opt in ("gd", "sgd"):
         for dt in ("float32", "float64"):
             plan.append({"mode": "exact", "optimizer": opt, "lr": 0.2, "dtype": dt, "steps": exact_steps})
@@ -174,7 +174,7 @@ def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bo
                          "batch_size": n_train, "max_abs_change": float((r.final - r.initial).abs().max())})
         except ImportError:  # pragma: no cover - models is part of the package
             pass
-    widths = [2, 8, 32] if quick else [2, 4, 8, 16, 32, 64]
+    widths = [2, 16] if quick else [2, 4, 8, 16, 32, 64]
     probe = torch.cat([x[:2], xt[:2]])
     motion = kernel_motion(widths, x, y, probe, [(16, 16), (8, 8), (20, 5), (4, 26)], lr=0.5,
                            steps=4 if quick else 10, seeds=(0,) if quick else (0, 1, 2), depth=depth)
