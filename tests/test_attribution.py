@@ -137,3 +137,14 @@ def test_explain_run_on_a_tiny_training_run(tmp_path):
     assert rep["run_final"] is not None and (tmp_path / "out" / "explain.png").exists()
     # ReLU net: not float-exact, but the decomposition must still account for the output to ~1e-2
     assert rep["relative_residual"] < 1e-2
+
+
+def test_similarity_shift_training_images_are_their_own_neighbours():
+    from jordanlab.kernels import similarity_shift
+
+    x, _ = _data(n=6, seed=7)
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 3
+    s = similarity_shift(_net(3), x, {"train": x[:3], "noise": noise}, k=2, grid=3)
+    assert s["train"]["mean_top1"] == pytest.approx(1.0, abs=1e-12)
+    assert s["noise"]["mean_top1"] < s["train"]["mean_top1"]
+    assert s["noise"]["n"] == 3 and s["noise"]["k"] == 2

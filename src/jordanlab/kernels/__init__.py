@@ -14,3 +14,4 @@ from .verify import SmoothCNN, kernel_motion, verify  # noqa: E402,F401
 from .infinite import NTKConv2d, NTKLinear, cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence  # noqa: E402,F401
 from .regression import gradient_descent_mse, kernel_regression  # noqa: E402,F401
 from .attribution import explain_run  # noqa: E402,F401
+from .attribution import similarity_shift  # noqa: E402,F401

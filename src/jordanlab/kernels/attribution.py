@@ -27,7 +27,7 @@ from . import _functional as F
 from .path import path_decomposition
 from .tangent import tangent_kernel
 
-__all__ = ["Explanation", "explain", "explain_run", "plot_explanation", "input_similarity", "nearest_training_images",
+__all__ = ["Explanation", "explain", "explain_run", "plot_explanation", "similarity_shift", "input_similarity", "nearest_training_images",
            "initial_model"]
 
 
@@ -382,3 +382,34 @@ def explain_run(
     os.replace(tmp, out / "explain.json")
     plot_explanation(e, out / "explain.png", title=f"{Path(run_dir).name}: {source} pixel {tuple(e.pixel)}")
     return report
+
+
+def similarity_shift(
+    model: nn.Module,
+    train_inputs: Tensor,
+    test_sets: dict[str, Tensor],
+    *,
+    k: int = 5,
+    pixels: Sequence[Sequence[int]] | None = None,
+    grid: int = 4,
+    batch_size: int = 8,
+) -> dict[str, dict[str, float]]:
+    """How close test images are to the training set "from the network's perspective", per test set.
+
+    For each test image, ρ to its nearest and to its k nearest training images (:func:`input_similarity`);
+    summarized per set (e.g. ``{"in-distribution": ..., "spiral": ...}``): the mean and median top-1 ρ and
+    the mean top-k ρ. Low values for an OOD set mean the network's gradient features treat those images
+    as unlike anything it was trained on. ``pixels=None`` uses a ``grid`` × ``grid`` lattice of output
+    pixels for the trace (a full trace over H·W pixels needs H·W Jacobian rows per image).
+    """
+    if not test_sets:
+        raise ValueError("test_sets must name at least one set of test images")
+    if pixels is None:
+        h, w = int(train_inputs.shape[-2]), int(train_inputs.shape[-1])
+        pixels = [(int(r), int(c)) for r in np.linspace(0, h - 1, grid).round() for c in np.linspace(0, w - 1, grid).round()]
+    out = {}
+    for name, images in test_sets.items():
+        vals, _ = nearest_training_images(model, images, train_inputs, k=k, pixels=pixels, batch_size=batch_size)
+        out[name] = {"mean_top1": float(vals[:, 0].mean()), "median_top1": float(vals[:, 0].median()),
+                     "mean_topk": float(vals.mean()), "n": int(images.shape[0]), "k": int(vals.shape[1])}
+    return out
