@@ -49,8 +49,11 @@ def small(name: str, **extra) -> torch.nn.Module:
     return build(name, **kw).eval()
 
 
-def test_registry_lists_every_learned_model():
-    assert set(LEARNED) <= set(MODELS)
+PROGRAMMED = ["programmed-propagation", "programmed-scan"]
+
+
+def test_registry_lists_every_model():
+    assert set(MODELS) == set(LEARNED) | set(PROGRAMMED)
 
 
 @pytest.mark.parametrize("name", LEARNED)
@@ -610,14 +613,51 @@ def test_count_parameters_by_hand():
 
 
 def test_model_table_rows():
-    rows = model_table(["local-cnn", "recurrent", "scan", "cnn-gc"], canvas=32)
-    assert [r["name"] for r in rows] == ["local-cnn", "recurrent", "scan", "cnn-gc"]
+    assert [r["name"] for r in model_table()] == list(MODELS)
+    rows = model_table(["local-cnn", "recurrent", "scan", "cnn-gc", "programmed-scan"], canvas=32)
+    assert [r["name"] for r in rows] == ["local-cnn", "recurrent", "scan", "cnn-gc", "programmed-scan"]
     by = {r["name"]: r for r in rows}
     assert by["local-cnn"]["receptive_field"] == 45
     assert by["recurrent"]["receptive_field"] == "unbounded (iterations)"
     assert by["scan"]["receptive_field"] == "global along rows"
     assert by["cnn-gc"]["receptive_field"] == "global"
-    assert all(isinstance(r["parameters"], int) and r["parameters"] > 0 for r in rows)
+    assert by["programmed-scan"]["trainable"] == 0 and by["programmed-scan"]["parameters"] == 10
+    assert by["local-cnn"]["trainable"] == by["local-cnn"]["parameters"] > 0
     assert all(r["description"] for r in rows)
     assert receptive_field("unet") == UNet().receptive_field() == 412
     assert isinstance(build("recurrent"), RecurrentNet)
+
+
+# ---------------------------------------------------------------- programmed references
+
+
+def _padded_boundaries() -> np.ndarray:
+    """Valid boundaries of several families on a 40×56 canvas (32×32 images, zero-padded)."""
+    from jordanlab.data import make
+
+    parts = [make(s, "test", n=3, size=32)[0] for s in ("nested", "spiral", "multi-3", "thick")]
+    parts.append(make("shapes-32", "test", n=3)[0])
+    b = np.concatenate(parts)
+    return np.pad(b, ((0, 0), (3, 5), (7, 17)))
+
+
+@pytest.mark.parametrize("name", PROGRAMMED)
+def test_programmed_models_equal_the_exact_fill(name):
+    from jordanlab.topology import fill
+
+    b = _padded_boundaries()
+    net = build(name)
+    assert count_parameters(net, trainable=True) == 0
+    logits = net(torch.from_numpy(b).float()[:, None])
+    assert logits.shape == (len(b), 1, 40, 56)
+    np.testing.assert_array_equal((logits > 0).squeeze(1).numpy().astype(np.uint8), fill(b))
+    params = dict(net.named_parameters())
+    same = functional_call(net, params, (torch.from_numpy(b[:2]).float()[:, None],))
+    assert torch.equal(same, logits[:2])
+
+
+@pytest.mark.parametrize("name", PROGRAMMED)
+def test_programmed_models_read_one_channel(name):
+    with pytest.raises(ValueError, match="in_channels must be 1"):
+        build(name, in_channels=2)
+    assert receptive_field(name) in ("unbounded (iterations)", "global along rows")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from jordanlab.topology import PropagationNet, ScanNet
+
 from .cnn import UNET_CONV_LAYERS, LocalCNN
 from .recurrent import RecurrentNet
 from .scan import RowScanNet
@@ -126,6 +128,25 @@ def scan(
     )
 
 
+def _check_one_channel(in_channels: int, name: str) -> None:
+    if in_channels != 1:
+        raise ValueError(f"{name} reads a single boundary channel; in_channels must be 1, got {in_channels!r}")
+
+
+def programmed_propagation(
+    *, in_channels: int = 1, max_steps: int | None = None, scale: float = 10.0
+) -> nn.Module:
+    """Exact reference, no training: local propagation of the even-odd depth from the border."""
+    _check_one_channel(in_channels, "programmed-propagation")
+    return PropagationNet(max_steps=max_steps, scale=scale).requires_grad_(False)
+
+
+def programmed_scan(*, in_channels: int = 1, scale: float = 10.0, thin: bool = True) -> nn.Module:
+    """Exact reference, no training: 3×3 crossing detector and sign-flip scan along each row."""
+    _check_one_channel(in_channels, "programmed-scan")
+    return ScanNet(scale=scale, thin=thin).requires_grad_(False)
+
+
 #: Architecture name → factory (keyword-only arguments with defaults).
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": unet,
@@ -135,6 +156,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn-gc": cnn_gc,
     "recurrent": recurrent,
     "scan": scan,
+    "programmed-propagation": programmed_propagation,
+    "programmed-scan": programmed_scan,
 }
 
 
@@ -169,11 +192,15 @@ def build(name: str, **kw: object) -> nn.Module:
     return factory(**kw)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Total number of scalar parameters Σ_p numel(p) (trainable or not; buffers excluded)."""
+def count_parameters(model: nn.Module, *, trainable: bool = False) -> int:
+    """Number of scalar parameters Σ_p numel(p) (buffers excluded).
+
+    With ``trainable=True`` only parameters with ``requires_grad`` count (the programmed
+    networks have fixed weights: 0 trainable).
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
 def receptive_field(model: str | nn.Module, *, canvas: int | None = None) -> int | str:
@@ -198,8 +225,10 @@ def receptive_field(model: str | nn.Module, *, canvas: int | None = None) -> int
     if canvas is not None:
         if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 1:
             raise ValueError(f"canvas must be a positive int, got {canvas!r}")
-    if isinstance(model, RecurrentNet):
+    if isinstance(model, (RecurrentNet, PropagationNet)):
         return "unbounded (iterations)"
+    if isinstance(model, ScanNet):
+        return "global along rows"
     method = getattr(model, "receptive_field", None)
     if not callable(method):
         raise TypeError(f"no receptive field is known for a {type(model).__name__}")
@@ -210,11 +239,15 @@ def receptive_field(model: str | nn.Module, *, canvas: int | None = None) -> int
 
 
 def model_table(names: list[str] | None = None, *, canvas: int = 128) -> list[dict[str, object]]:
-    """One row per architecture (default options): name, parameters, receptive field, description.
+    """One row per architecture (default options).
+
+    Keys: ``name``, ``parameters`` (all), ``trainable`` (those with ``requires_grad``),
+    ``receptive_field`` (see :func:`receptive_field`), ``description`` (the factory's first
+    docstring line).
 
     ``canvas`` decides when a finite receptive field is reported as ``"global"``.
     """
-    names = sorted(MODELS) if names is None else list(names)
+    names = list(MODELS) if names is None else list(names)
     rows = []
     for name in names:
         model = build(name)
@@ -223,6 +256,7 @@ def model_table(names: list[str] | None = None, *, canvas: int = 128) -> list[di
             {
                 "name": name,
                 "parameters": count_parameters(model),
+                "trainable": count_parameters(model, trainable=True),
                 "receptive_field": receptive_field(model, canvas=canvas),
                 "description": doc.splitlines()[0] if doc else "",
             }
