@@ -125,3 +125,11 @@ def test_bad_inputs():
         tangent_kernel(bn, x)
     with pytest.raises(ValueError, match="x2"):
         tangent_kernel(net, x, _data(2, h=3))
+
+
+def test_auto_falls_back_to_ntk_vp_when_jacobians_do_not_fit():
+    from jordanlab.kernels.tangent import _resolve_method
+
+    assert _resolve_method("auto", 8, 10_000, 4, 4) is NtkMethod.JACOBIAN
+    assert _resolve_method("auto", 16384, 2_000_000, 4, 4) is NtkMethod.NTK_VP
+    assert _resolve_method("jacobian", 16384, 2_000_000, 4, 4) is NtkMethod.JACOBIAN

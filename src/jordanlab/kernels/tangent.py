@@ -41,12 +41,14 @@ class NtkMethod(str, Enum):
 
 #: Jacobian contraction is faster for convolutional nets whenever its Jacobians fit in memory
 #: (Novak et al. 2022 measured it as the most reliable for CNNs); "auto" therefore picks JACOBIAN unless
-#: one chunk of Jacobians would exceed ``_JACOBIAN_BYTES``, where it falls back to NTK_VP.
+#: the Jacobians it keeps (all of x2 plus one x1 chunk) would exceed ``_JACOBIAN_BYTES`` (2 GiB), where it
+#: falls back to NTK_VP, whose memory does not grow with O·P.
 DEFAULT_NTK_METHOD = NtkMethod.AUTO
 _JACOBIAN_BYTES = 2 * 1024**3
 
 
-def _resolve_method(method: NtkMethod | str, n_out: int, n_params: int, batch: int, itemsize: int) -> NtkMethod:
+def _resolve_method(method: NtkMethod | str, n_out: int, n_params: int, n_rows: int, itemsize: int) -> NtkMethod:
+    """Resolve AUTO: JACOBIAN when its stored Jacobians (``n_rows`` examples × O × P) fit ``_JACOBIAN_BYTES``."""
     try:
         m = NtkMethod(method)
     except ValueError:
@@ -55,7 +57,7 @@ def _resolve_method(method: NtkMethod | str, n_out: int, n_params: int, batch: i
         ) from None
     if m is not NtkMethod.AUTO:
         return m
-    jac_bytes = 2 * batch * n_out * n_params * itemsize
+    jac_bytes = n_rows * n_out * n_params * itemsize
     return NtkMethod.JACOBIAN if jac_bytes <= _JACOBIAN_BYTES else NtkMethod.NTK_VP
 
 
@@ -142,7 +144,9 @@ def tangent_kernel(
         return fsingle(p, x)[idx]
 
     n_params = sum(v.numel() for v in params.values())
-    m = _resolve_method(method, idx.numel(), n_params, batch_size, torch.finfo(dtype).bits // 8)
+    # the Jacobian method keeps one x1 chunk and all of x2's Jacobians
+    n_rows = x2.shape[0] + (0 if same else min(batch_size, x1.shape[0]))
+    m = _resolve_method(method, idx.numel(), n_params, n_rows, torch.finfo(dtype).bits // 8)
     if m is NtkMethod.JACOBIAN:
         k = _kernel_jacobian(fsel, params, x1, x2, same, trace, batch_size)
     else:
