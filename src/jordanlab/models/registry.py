@@ -219,6 +219,16 @@ def receptive_field(model: str | nn.Module, *, canvas: int | None = None) -> int
     canvas : int, optional
         Canvas side. When given, a window of side ≥ 2·canvas − 1 (every pixel sees the whole
         canvas from anywhere) is reported as ``"global"``.
+
+    Notes
+    -----
+    This is the receptive field in evaluation mode. In training mode BatchNorm normalises with
+    statistics of the whole batch, so every output depends on every input pixel.
+
+    Examples
+    --------
+    >>> receptive_field("local-cnn"), receptive_field("unet"), receptive_field("unet", canvas=128)
+    (45, 412, 'global')
     """
     if isinstance(model, str):
         model = build(model)

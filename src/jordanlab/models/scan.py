@@ -51,6 +51,15 @@ def linear_scan(
     -------
     Tensor of shape (..., T)
         All states h_0 … h_{T−1}.
+
+    Examples
+    --------
+    Parity of the ones to the right (inclusive) as a sign, with a = 1 − 2x, b = 0, h0 = 1:
+
+    >>> import torch
+    >>> x = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    >>> linear_scan(1 - 2 * x, torch.zeros(7), torch.ones(1), reverse=True)
+    tensor([-1., -1.,  1.,  1.,  1., -1.,  1.])
     """
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
