@@ -13,6 +13,7 @@ Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py --workers 2 --validate
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py --only shapes-32,nested --no-write
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py --only thick --n 2000 --size 128 --no-write
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from fill import write_section  # noqa: E402  (benchmarks/fill.py: atomic README
 _BLOCK = 500  # images per fill call (bounds memory at 256 x 256)
 
 
-def check(name: str, split: str, *, seed: int, workers: int, validate_all: bool) -> tuple[int, int, int, str]:
+def check(
+    name: str, split: str, *, seed: int, workers: int, validate_all: bool, n: int | None = None, size: int | None = None
+) -> tuple[int, int, int, str]:
     """(images, parity != flood, parity != stored masks, shape) for one dataset split."""
     from jordanlab.data import make
     from jordanlab.topology import fill, validate
 
-    boundaries, masks = make(name, split=split, seed=seed, workers=workers, progress=True)
+    boundaries, masks = make(name, split=split, n=n, seed=seed, size=size, workers=workers, progress=True)
     n = len(boundaries)
     bad_flood = bad_masks = 0
     for a in range(0, n, _BLOCK):
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="generation processes (default 1)")
     parser.add_argument("--validate", action="store_true", help="also validate every boundary")
     parser.add_argument("--only", default="", help="comma-separated dataset names (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="images per split (default: all of them)")
+    parser.add_argument("--size", type=int, default=None, help="base canvas of the suites (default 64)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not update README_fill.md")
     args = parser.parse_args(argv)
     names = [x for x in args.only.split(",") if x] or sorted(PRESETS) + sorted(SUITES)
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         f"Command: `{cmd.strip()}`",
         "",
-        f"Every image of each split, seed {args.seed}; validated: {'yes' if args.validate else 'no'}.",
+        f"{'Every image' if args.n is None else f'The first {args.n} images'} of each split, seed {args.seed}; "
+        f"validated: {'yes' if args.validate else 'no'}.",
         "",
         "| dataset | split | images | canvas | parity != flood | parity != stored mask | seconds |",
         "|---|---|---:|---|---:|---:|---:|",
@@ -76,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         splits = ("train", "test") if name in PRESETS else ("test",)
         for split in splits:
             t0 = time.perf_counter()
+            size = args.size if name in SUITES else None
             n, bad_flood, bad_masks, shape = check(
-                name, split, seed=args.seed, workers=args.workers, validate_all=args.validate
+                name, split, seed=args.seed, workers=args.workers, validate_all=args.validate, n=args.n, size=size
             )
             rows.append(f"| {name} | {split} | {n:,} | {shape} | {bad_flood} | {bad_masks} | {time.perf_counter() - t0:.0f} |")
             print(rows[-1], flush=True)
