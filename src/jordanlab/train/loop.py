@@ -53,7 +53,7 @@ __all__ = ["train", "NonFiniteLossError", "EpochCallback"]
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 # Keys that may change between a run and its resumption without changing its results.
-_RESUMABLE = {"description", "train.device", "train.num_workers", "train.keep_checkpoints", "data.dir"}
+_RESUMABLE = {"description", "train.device", "train.num_workers", "train.keep_checkpoints"}
 
 
 class NonFiniteLossError(FloatingPointError):
