@@ -38,13 +38,13 @@ def test_closed_form_equals_euler_integration(rng, ridge):
     lr, t = 0.7, 1.3
     predict = gradient_descent_mse(k_tt, y, lr=lr, ridge=ridge)
     ft, gt = predict(t, fx_train_0=f0, fx_test_0=g0, k_test_train=k_st)
-    fe, ge = _euler(k_tt, k_st, y, f0, g0, lr, t, 20000, ridge)
-    # Euler's global error is O(dt); with dt = t/20000 it is ~1e-4 relative at most.
+    fe, ge = _euler(k_tt, k_st, y, f0, g0, lr, t, 4000, ridge)
+    # Euler's global error is O(dt): with dt = t/4000 it is below 1e-3 relative (measured ~1e-4).
     scale = float(torch.linalg.norm(y))
-    assert torch.allclose(ft, fe, atol=2e-4 * scale)
-    assert torch.allclose(gt, ge, atol=2e-4 * scale)
+    assert torch.allclose(ft, fe, atol=1e-3 * scale)
+    assert torch.allclose(gt, ge, atol=1e-3 * scale)
     # and the error halves when the step halves (first order): a real convergence check
-    fe2, ge2 = _euler(k_tt, k_st, y, f0, g0, lr, t, 40000, ridge)
+    fe2, ge2 = _euler(k_tt, k_st, y, f0, g0, lr, t, 8000, ridge)
     e1 = float((gt - ge).abs().max())
     e2 = float((gt - ge2).abs().max())
     assert 0.4 < e2 / e1 < 0.6
@@ -132,3 +132,52 @@ def test_training_loss_never_increases(seed, t):
     f1 = predict(t)
     f2 = predict(t + 0.5)
     assert float(((f2 - y) ** 2).sum()) <= float(((f1 - y) ** 2).sum()) + 1e-12
+
+
+# ----------------------------------------------------------------------------- Arora et al. and the thesis
+
+
+def test_discrete_gd_closed_form_equals_iterating_the_linear_model(rng):
+    from jordanlab.kernels.thesis import _discrete_gd
+
+    k_tt, k_st, y = _problem(rng)
+    lr = 1.0 / float(torch.linalg.eigvalsh(k_tt)[-1])
+    f, g = torch.zeros(12, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    for _ in range(37):
+        r = f - y
+        f, g = f - lr * (k_tt @ r), g - lr * (k_st @ r)
+    assert torch.allclose(_discrete_gd(k_tt, k_st, y, lr, 37), g, atol=1e-10)
+
+
+def test_wide_network_trained_by_gd_approaches_the_ntk_predictor():
+    """Arora et al. (2019), Thm 3.2, on the point task: the gap shrinks with width.
+
+    Measured (2 seeds, 8 train / 8 test images, 30 steps): RMS gap 0.131 at width 32, 0.067 at 512.
+    """
+    from jordanlab.kernels.thesis import arora_check
+
+    res = arora_check(widths=(32, 512), n_train=8, n_test=8, steps=30, seeds=2)
+    narrow, wide = res["rows"]
+    assert res["scale_of_f_ntk"] > 0.05  # the predictor is not trivially zero
+    assert wide["rms_gap"] < 0.75 * narrow["rms_gap"], res["rows"]
+    assert wide["max_gap"] < narrow["max_gap"], res["rows"]
+
+
+def test_thesis_tiny_run_writes_a_consistent_table(tmp_path):
+    import json
+
+    from jordanlab.kernels.thesis import ThesisConfig, run_thesis
+
+    cfg = ThesisConfig(n_train=8, n_test=4, suites=("large-2x",), depth=1, width=4, steps=3)
+    res = run_thesis(tmp_path, config=cfg, progress=False)
+    assert json.loads((tmp_path / "thesis.json").read_text())["accuracy"] == res["accuracy"]
+    assert (tmp_path / "thesis.png").stat().st_size > 0
+    acc = res["accuracy"]
+    assert set(acc) >= {"ntk-mlp", "ntk-cnn-flatten", "cnn-flatten", "cnn-gap", "cnn-gap/tangent-final", "cnn-gap/path"}
+    for method, row in acc.items():
+        assert 0.0 <= row["in-dist"] <= 1.0
+        # only the GAP network runs on the 64x64 canvas
+        assert (row["large-2x"] is not None) == (method == "cnn-gap"), method
+    # every kernel machine interpolates its own training set (ridge ~1e-8): train accuracy is not
+    # reported per method, but the path decomposition must be close to exact in tangent mode
+    assert res["details"]["cnn-gap/path_relative_residual"] < 0.5

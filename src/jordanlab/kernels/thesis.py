@@ -1,0 +1,390 @@
+"""The talk's thesis measured on the closure task: networks against their kernel machines.
+
+Scalar variant of the task (:func:`jordanlab.data.make_point_task`: a curve plus a marked pixel,
+target ``y = +1`` inside, ``-1`` outside), on ``shapes-32`` and the OOD suites drawn on a 32-pixel
+canvas. On one training set we compare
+
+(a) kernel regression ``f*(x) = K(x, X) (K(X, X) + λI)^{-1} y`` with the infinite-width NTK of a
+    ReLU MLP (flattened image) and of a ReLU CNN with a flatten readout (CNTK-V; CNTK-GAP too with
+    ``cntk_gap=True``: it needs a (H·W)² pixel-pair tensor per pair, too slow on two cores);
+(b) finite NTK-parameterized CNNs (:func:`jordanlab.kernels.infinite.ntk_cnn`, flatten and GAP
+    readouts; our own small scalar CNNs, not the talk's U-Net) trained by full-batch GD on the MSE
+    loss, through :func:`jordanlab.kernels.path_decomposition`, which records Domingos' path
+    kernel on the way;
+(c) kernel regression with each trained network's final tangent kernel and with its path kernel.
+
+Accuracy is ``mean(sign f(x) == y)``; ``agreement`` is the fraction of test points where a kernel
+machine and its network give the same sign. ``large-2x`` (64×64) only fits the GAP network.
+
+:func:`arora_check` checks Arora et al.'s theorem (a wide network trained by GD equals the NTK
+predictor) on the same data; :func:`infinite_check` writes it with the width-convergence tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .infinite import cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence
+from .path import path_decomposition
+from .regression import kernel_regression
+from .tangent import tangent_kernel
+
+__all__ = ["ThesisConfig", "run_thesis", "arora_check", "infinite_check"]
+
+IN_DIST = "shapes-32"
+SUITES = ("multi-2", "multi-3", "nested", "spiral", "polygon", "randomwalk", "thick", "large-2x")
+
+
+@dataclasses.dataclass(frozen=True)
+class ThesisConfig:
+    """Sizes and hyperparameters of :func:`run_thesis` (defaults: the full run, ~10 min CPU)."""
+
+    n_train: int = 160  # training images of shapes-32 (point task)
+    n_test: int = 40  # test images per suite (and in distribution)
+    suites: tuple[str, ...] = SUITES
+    depth: int = 3  # hidden layers of every kernel and network
+    width: int = 16  # channels of the finite CNNs
+    steps: int = 100  # full-batch GD steps
+    lr_factor: float = 0.2  # lr = lr_factor · N / λ_max(initial tangent kernel); 0.5 = critically damped top mode
+    ridge: float = 1e-8  # λ = ridge · trace(K)/N, raised ×100 until K + λI is invertible
+    cntk_gap: bool = False
+    path_kernel: bool = True
+    seed: int = 0
+
+
+QUICK = ThesisConfig(
+    n_train=16, n_test=6, suites=("nested", "large-2x"), depth=2, width=8, steps=8
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _regress(k_tt: torch.Tensor, k_st: torch.Tensor, y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, float]:
+    """Kernel regression with the smallest relative ridge ≥ ``ridge`` (×100 steps) that is invertible."""
+    k_tt = (k_tt + k_tt.T) / 2
+    scale = float(torch.diagonal(k_tt).mean())
+    r = ridge
+    while True:
+        try:
+            return kernel_regression(k_st, k_tt, y, ridge=r * scale), r
+        except ValueError:
+            if r >= 1e-2:
+                raise
+            r *= 100
+
+
+def _accuracy(f: torch.Tensor, y: torch.Tensor) -> float:
+    return float((torch.sign(f) == torch.sign(y)).double().mean())
+
+
+def _point_data(cfg: ThesisConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    from jordanlab.data import make_point_task
+
+    def conv(xy: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = xy
+        return torch.from_numpy(x).double(), torch.from_numpy(y).double() * 2 - 1
+
+    x, y = conv(make_point_task(IN_DIST, "train", cfg.n_train, cfg.seed))
+    tests = {"in-dist": conv(make_point_task(IN_DIST, "test", cfg.n_test, cfg.seed))}
+    for s in cfg.suites:
+        tests[s] = conv(make_point_task(s, "test", cfg.n_test, cfg.seed, size=32))
+    return x, y, tests
+
+
+def _initial_lr(net: nn.Module, x: torch.Tensor, factor: float) -> float:
+    lam = float(torch.linalg.eigvalsh(tangent_kernel(net, x, dtype=torch.float64))[-1])
+    # mean-MSE GD moves f(X) by -(2 lr / N) K (f - y): the top mode contracts by 1 - 2 lr λ/N
+    return factor * x.shape[0] / lam
+
+
+# --------------------------------------------------------------------------- the thesis
+
+
+def run_thesis(
+    out_dir: str | os.PathLike[str],
+    *,
+    quick: bool = False,
+    config: ThesisConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train and compare kernel machines and networks on the point task; write ``thesis.json``/``.png``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Created if missing; receives ``thesis.json`` (config, per-method per-suite accuracy and
+        agreement, ridges, path residuals, timings) and ``thesis.png`` (bar chart).
+    quick : bool
+        Tiny sizes (``QUICK``), about a minute; ignored when ``config`` is given.
+    config : ThesisConfig, optional
+    progress : bool
+
+    Returns
+    -------
+    dict
+        The content of ``thesis.json``; ``accuracy[method][suite]`` (``None`` where a method
+        does not apply, e.g. a fixed-size model on ``large-2x``).
+    """
+    cfg = config if config is not None else (QUICK if quick else ThesisConfig())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    x, y, tests = _point_data(cfg)
+    n = x.shape[0]
+    same = {s: v for s, v in tests.items() if v[0].shape[2:] == x.shape[2:]}
+    xq = torch.cat([x] + [v[0] for v in same.values()])
+    spans, o = {}, n
+    for s, v in same.items():
+        spans[s] = slice(o, o + v[0].shape[0])
+        o += v[0].shape[0]
+    acc: dict[str, dict[str, float | None]] = {}
+    agree: dict[str, dict[str, float | None]] = {}
+    ridges: dict[str, float] = {}
+    extra: dict[str, object] = {}
+    timing: dict[str, float] = {}
+
+    def score(name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
+        acc[name], agree[name] = {}, {}
+        for s in tests:
+            if s not in spans:
+                acc[name][s] = agree[name][s] = None
+                continue
+            f = fq[spans[s]]
+            acc[name][s] = _accuracy(f, tests[s][1])
+            agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
+
+    # (a) infinite-width NTK regression
+    infinite = [("ntk-mlp", lambda a, b: mlp_kernels(a.flatten(1), None if b is None else b.flatten(1), cfg.depth)[1]),
+                ("ntk-cnn-flatten", lambda a, b: cnn_kernels(a, b, cfg.depth, readout="flatten")[1])]
+    if cfg.cntk_gap:
+        infinite.append(("ntk-cnn-gap", lambda a, b: cnn_kernels(a, b, cfg.depth, readout="gap",
+                                                                progress=progress)[1]))
+    for name, kfn in infinite:
+        t0 = time.perf_counter()
+        k_tt = kfn(x, None)
+        k_st = kfn(xq, x)
+        f, ridges[name] = _regress(k_tt, k_st, y, cfg.ridge)
+        score(name, f)
+        timing[name] = time.perf_counter() - t0
+
+    # (b) finite networks trained by full-batch GD on MSE, (c) their kernel machines
+    for readout in ("flatten", "gap"):
+        name = f"cnn-{readout}"
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(cfg.seed)
+        net = ntk_cnn(2, cfg.width, cfg.depth, readout=readout, image_size=tuple(x.shape[2:]), generator=g)
+        lr = _initial_lr(net, x, cfg.lr_factor)
+        if cfg.path_kernel:
+            dec = path_decomposition(net, x, y, xq, loss="mse", lr=lr, steps=cfg.steps, mode="tangent",
+                                     progress=progress)
+            extra[f"{name}/path_relative_residual"] = dec.relative_residual
+        else:
+            opt = torch.optim.SGD(net.parameters(), lr=lr)
+            for _ in range(cfg.steps):
+                opt.zero_grad()
+                ((net(x.float() if next(net.parameters()).dtype == torch.float32 else x).reshape(-1) - y.to(
+                    next(net.parameters()).dtype)) ** 2).mean().backward()
+                opt.step()
+        extra[f"{name}/lr"] = lr
+        with torch.no_grad():
+            dtype = next(net.parameters()).dtype
+            fq = net(xq.to(dtype)).reshape(-1).double()
+            f_big = {} if readout != "gap" else {
+                s: net(v[0].to(dtype)).reshape(-1).double() for s, v in tests.items() if s not in spans
+            }
+        extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
+        score(name, fq)
+        for s, f in f_big.items():  # a GAP network runs on any canvas
+            acc[name][s] = _accuracy(f, tests[s][1])
+        ref = {s: fq[spans[s]] for s in spans}
+        timing[name] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        kq = tangent_kernel(net, xq, x, dtype=torch.float64)
+        f, ridges[f"{name}/tangent-final"] = _regress(kq[:n], kq, y, cfg.ridge)
+        score(f"{name}/tangent-final", f, ref)
+        timing[f"{name}/tangent-final"] = time.perf_counter() - t0
+        if cfg.path_kernel:
+            kp = dec.path_kernel.double()
+            f, ridges[f"{name}/path"] = _regress(kp[:n], kp, y, cfg.ridge)
+            score(f"{name}/path", f, ref)
+
+    result = {
+        "config": dataclasses.asdict(cfg),
+        "task": f"make_point_task('{IN_DIST}') train; suites at size 32; y = +1 inside, -1 outside",
+        "n_train": n,
+        "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
+        "accuracy": acc,
+        "agreement_with_network": agree,
+        "ridge_relative": ridges,
+        "details": extra,
+        "seconds": timing,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    _atomic_write(out / "thesis.json", json.dumps(result, indent=2).encode())
+    _plot_thesis(result, out / "thesis.png")
+    return result
+
+
+def _plot_thesis(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = result["accuracy"]
+    methods = list(acc)
+    suites = list(next(iter(acc.values())))
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(suites)), 4.5))
+    w = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        vals = [acc[m][s] if acc[m][s] is not None else np.nan for s in suites]
+        ax.bar(np.arange(len(suites)) + (i - (len(methods) - 1) / 2) * w, vals, w, label=m)
+    ax.axhline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(suites)), suites, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (is the marked pixel inside?)")
+    ax.set_title(f"point task, trained on {IN_DIST} (n = {result['n_train']})")
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- Arora et al.'s theorem
+
+
+class _Antisymmetric(nn.Module):
+    """``f(x) = (g_θ(x) − g_θ'(x)) / √2`` with θ' = θ at init: f_0 ≡ 0, same NTK as ``g``."""
+
+    def __init__(self, g: nn.Module) -> None:
+        super().__init__()
+        import copy
+
+        self.a, self.b = g, copy.deepcopy(g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.a(x) - self.b(x)) / math.sqrt(2.0)
+
+
+def _discrete_gd(k_tt: torch.Tensor, k_st: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+    """Linearized discrete GD on ½Σ(f − y)² from f_0 = 0: ``K(x,X) V diag((1 − (1 − ηλ)^T)/λ) Vᵀ y``."""
+    lam, v = torch.linalg.eigh((k_tt + k_tt.T) / 2)
+    tol = lam.shape[0] * torch.finfo(lam.dtype).eps * float(lam.abs().max())
+    gain = torch.where(lam > tol, (1 - (1 - lr * lam) ** steps) / torch.where(lam > tol, lam, 1.0), lr * steps)
+    return k_st @ (v @ (gain * (v.T @ y)))
+
+
+def arora_check(
+    *,
+    widths: Sequence[int] = (128, 512, 2048),
+    depth: int = 1,
+    n_train: int = 32,
+    n_test: int = 32,
+    steps: int = 200,
+    seeds: int = 2,
+    seed: int = 0,
+) -> dict:
+    """A wide ReLU MLP trained by GD vs the infinite-width NTK predictor, on the point task.
+
+    The network is antisymmetrized (``f_0 ≡ 0``) and trained by full-batch GD on
+    ``½ Σ (f(x_i) − y_i)²`` with ``η = 1/λ_max(Θ_∞(X, X))`` for ``steps`` steps; the reference is
+    the same discrete GD on the linear model with the fixed kernel ``Θ_∞`` (exact in closed form),
+    and kernel regression (``t → ∞``). Returns ``{"rows": [{width, max_gap, rms_gap,
+    max_gap_to_kernel_regression, accuracy_net, accuracy_ntk}], ...}``, gaps on the test points
+    averaged (max and RMS) over ``seeds`` initializations.
+    """
+    from jordanlab.data import make_point_task
+
+    xa, ya = make_point_task(IN_DIST, "train", n_train, seed)
+    xb, yb = make_point_task(IN_DIST, "test", n_test, seed)
+    x = torch.from_numpy(xa).double().flatten(1)
+    xt = torch.from_numpy(xb).double().flatten(1)
+    y = torch.from_numpy(ya).double() * 2 - 1
+    yt = torch.from_numpy(yb).double() * 2 - 1
+    _, k_tt = mlp_kernels(x, None, depth)
+    _, k_st = mlp_kernels(xt, x, depth)
+    lr = 1.0 / float(torch.linalg.eigvalsh(k_tt)[-1])
+    f_lin = _discrete_gd(k_tt, k_st, y, lr, steps)
+    f_inf, ridge = _regress(k_tt, k_st, y, 0.0)
+    rows = []
+    for width in widths:
+        gaps, gaps_inf, accs = [], [], []
+        for s in range(seeds):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + 31 * int(width) + s)
+            net = _Antisymmetric(ntk_mlp(x.shape[1], int(width), depth, generator=g)).double()
+            opt = torch.optim.SGD(net.parameters(), lr=lr)
+            for _ in range(steps):
+                opt.zero_grad()
+                (0.5 * ((net(x).reshape(-1) - y) ** 2).sum()).backward()
+                opt.step()
+            with torch.no_grad():
+                f = net(xt).reshape(-1)
+            gaps.append((f - f_lin).abs())
+            gaps_inf.append((f - f_inf).abs())
+            accs.append(_accuracy(f, yt))
+        gap = torch.stack(gaps)
+        rows.append(
+            dict(
+                width=int(width),
+                max_gap=float(gap.max()),
+                rms_gap=float(gap.pow(2).mean().sqrt()),
+                max_gap_to_kernel_regression=float(torch.stack(gaps_inf).max()),
+                accuracy_net=float(np.mean(accs)),
+                accuracy_ntk=_accuracy(f_lin, yt),
+            )
+        )
+    return {
+        "depth": depth, "n_train": n_train, "n_test": n_test, "steps": steps, "lr": lr, "seeds": seeds,
+        "scale_of_f_ntk": float(f_lin.abs().max()), "ridge_relative_t_inf": ridge, "rows": rows,
+    }
+
+
+def infinite_check(out_dir: str | os.PathLike[str], *, quick: bool = False) -> dict:
+    """Width-convergence tables (MLP, CNN flatten, CNN GAP) and the Arora check; writes ``infinite_check.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if quick:
+        conv = [
+            width_convergence("mlp", [64, 256, 1024], depth=2, seeds=3),
+            width_convergence("cnn", [8, 32, 128], depth=2, readout="flatten", image_size=(4, 4), seeds=3),
+            width_convergence("cnn", [8, 32, 128], depth=2, readout="gap", image_size=(4, 4), seeds=3),
+        ]
+        arora = arora_check(widths=(64, 256, 1024), n_train=16, n_test=16, steps=100, seeds=1)
+    else:
+        conv = [
+            width_convergence("mlp", [64, 256, 1024, 4096], depth=2, seeds=8),
+            width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="flatten", image_size=(6, 6), seeds=6),
+            width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="gap", image_size=(6, 6), seeds=6),
+        ]
+        arora = arora_check(widths=(128, 512, 2048, 8192), n_train=32, n_test=32, steps=300, seeds=2)
+    result = {"width_convergence": conv, "arora": arora, "seconds": time.perf_counter() - t0}
+    _atomic_write(out / "infinite_check.json", json.dumps(result, indent=2).encode())
+    return result
