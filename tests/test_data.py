@@ -267,3 +267,11 @@ def test_preview_grid_writes_png(tmp_path):
         D.preview_grid(b, m, tmp_path / "g2.png", titles=["a"])
     with pytest.raises(ValueError, match="same length"):
         D.preview_grid(b, m[:2], tmp_path / "g3.png")
+
+
+def test_gallery_shows_every_preset_and_suite(tmp_path):
+    out = D.gallery(tmp_path / "gallery.png", per_name=1, size=32)
+    im = Image.open(out)
+    rows = len(D.preview.GALLERY_NAMES) + 1  # plus the affine-augmentation row
+    assert set(D.preview.GALLERY_NAMES) == set(D.PRESETS) | set(D.SUITES)
+    assert im.size[1] > rows * 100
