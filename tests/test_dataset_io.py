@@ -45,6 +45,21 @@ def test_suite_round_trip_with_thick_strokes(tmp_path):
         D.load_dataset(d, "train")
 
 
+def test_written_paths_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        d = _write(tmp_path, n=2)
+        png = D.write_mask_png(np.zeros((4, 4), np.uint8), tmp_path / "m.png")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    assert stat.S_IMODE((d / "manifest.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE(png.stat().st_mode) == 0o644
+
+
 def test_files_are_byte_reproducible(tmp_path):
     a = D.read_manifest(D.write_dataset("multi-2", tmp_path / "a", n=6, size=32, progress=False, workers=1))
     b = D.read_manifest(D.write_dataset("multi-2", tmp_path / "b", n=6, size=32, progress=False, workers=2))

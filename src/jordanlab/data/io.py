@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import jordanlab
+from jordanlab.data._fs import public_dir
 from jordanlab.data.generate import generate_images
 from jordanlab.data.specs import Spec, resolve
 
@@ -156,6 +157,7 @@ def write_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        public_dir(tmp)
         counts = {s: int(spec.count(s) if n is None else n) for s in splits}
         files: dict[str, dict[str, Any]] = {}
         total = sum(counts.values())

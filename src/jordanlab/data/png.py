@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jordanlab.data._fs import public_file
+
 __all__ = ["read_boundary_png", "write_mask_png", "CURVE_CONVENTIONS"]
 
 CURVE_CONVENTIONS = ("auto", "dark", "light")
@@ -98,6 +100,7 @@ def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         Image.fromarray(m.astype(np.uint8) * 255).save(tmp, format="PNG")
+        public_file(tmp)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

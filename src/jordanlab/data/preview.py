@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jordanlab.data._fs import public_file
+
 __all__ = ["preview_grid", "preview_dataset", "gallery", "GALLERY_NAMES"]
 
 _FIGURE_RGB = np.array([0.55, 0.75, 0.95])  # light blue figure
@@ -28,6 +30,7 @@ def _atomic_savefig(fig: object, out_png: Path, dpi: int) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, format="png")  # type: ignore[attr-defined]
+        public_file(tmp)
         os.replace(tmp, out_png)
     except BaseException:
         if os.path.exists(tmp):
