@@ -163,21 +163,29 @@ def test_wide_network_trained_by_gd_approaches_the_ntk_predictor():
     assert wide["max_gap"] < narrow["max_gap"], res["rows"]
 
 
-def test_thesis_tiny_run_writes_a_consistent_table(tmp_path):
+@pytest.mark.parametrize("path_kernel, cntk_gap", [(True, False), (False, True)])
+def test_thesis_tiny_run_writes_a_consistent_table(tmp_path, path_kernel, cntk_gap):
     import json
 
     from jordanlab.kernels.thesis import ThesisConfig, run_thesis
 
-    cfg = ThesisConfig(n_train=8, n_test=4, suites=("large-2x",), depth=1, width=4, steps=3)
+    n_train = 8 if path_kernel else 4
+    cfg = ThesisConfig(n_train=n_train, n_test=4 if path_kernel else 2, suites=("large-2x",), depth=1,
+                       width=4, steps=3, path_kernel=path_kernel, cntk_gap=cntk_gap)
     res = run_thesis(tmp_path, config=cfg, progress=False)
     assert json.loads((tmp_path / "thesis.json").read_text())["accuracy"] == res["accuracy"]
     assert (tmp_path / "thesis.png").stat().st_size > 0
     acc = res["accuracy"]
-    assert set(acc) >= {"ntk-mlp", "ntk-cnn-flatten", "cnn-flatten", "cnn-gap", "cnn-gap/tangent-final", "cnn-gap/path"}
+    expected = {"ntk-mlp", "ntk-cnn-flatten", "cnn-flatten", "cnn-gap", "cnn-flatten/tangent-final",
+                "cnn-gap/tangent-final"}
+    expected |= {"cnn-flatten/path", "cnn-gap/path"} if path_kernel else set()
+    expected |= {"ntk-cnn-gap"} if cntk_gap else set()
+    assert set(acc) == expected
     for method, row in acc.items():
         assert 0.0 <= row["in-dist"] <= 1.0
         # only the GAP network runs on the 64x64 canvas
         assert (row["large-2x"] is not None) == (method == "cnn-gap"), method
-    # every kernel machine interpolates its own training set (ridge ~1e-8): train accuracy is not
-    # reported per method, but the path decomposition must be close to exact in tangent mode
-    assert res["details"]["cnn-gap/path_relative_residual"] < 0.5
+    for method, row in res["agreement_with_network"].items():
+        assert (row["in-dist"] is not None) == ("/" in method), method
+    if path_kernel:  # tangent-mode path decomposition: residual O(lr), small for 3 steps
+        assert res["details"]["cnn-gap/path_relative_residual"] < 0.5

@@ -203,11 +203,12 @@ def run_thesis(
                                      progress=progress)
             extra[f"{name}/path_relative_residual"] = dec.relative_residual
         else:
+            dt = next(net.parameters()).dtype
+            xd, yd = x.to(dt), y.to(dt)
             opt = torch.optim.SGD(net.parameters(), lr=lr)
-            for _ in range(cfg.steps):
+            for _ in range(cfg.steps):  # the same full-batch GD on mean MSE, without recording
                 opt.zero_grad()
-                ((net(x.float() if next(net.parameters()).dtype == torch.float32 else x).reshape(-1) - y.to(
-                    next(net.parameters()).dtype)) ** 2).mean().backward()
+                ((net(xd).reshape(-1) - yd) ** 2).mean().backward()
                 opt.step()
         extra[f"{name}/lr"] = lr
         with torch.no_grad():
