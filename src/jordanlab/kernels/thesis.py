@@ -385,7 +385,7 @@ def infinite_check(out_dir: str | os.PathLike[str], *, quick: bool = False) -> d
             width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="flatten", image_size=(6, 6), seeds=6),
             width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="gap", image_size=(6, 6), seeds=6),
         ]
-        arora = arora_check(widths=(128, 512, 2048, 8192), n_train=32, n_test=32, steps=300, seeds=2)
+        arora = arora_check(widths=(64, 256, 1024, 4096), n_train=32, n_test=32, steps=200, seeds=2)
     result = {"width_convergence": conv, "arora": arora, "seconds": time.perf_counter() - t0}
     _atomic_write(out / "infinite_check.json", json.dumps(result, indent=2).encode())
     return result
