@@ -40,7 +40,7 @@ def place(
 ) -> tuple[np.ndarray, float]:
     """Choose a centre ``(x, y)`` and circumradius so that the disc fits the canvas with ``margin``.
 
-    ``radius=None`` draws ``radius ~ U(frac) * min(H, W) / 1``, capped at what fits; ``center=None``
+    ``radius=None`` draws ``radius ~ U(frac) * min(H, W)``, capped at what fits; ``center=None``
     draws the centre uniformly among positions where the disc fits.
     """
     h, w = canvas(size)
