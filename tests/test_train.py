@@ -203,14 +203,23 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     load_checkpoint(list_checkpoints(run)[0][1])  # intact
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(s)["epoch"] for s in lines] == [1]
+    # the recovery the message suggests: resume from epoch 1 with gradient clipping
+    monkeypatch.setattr(models, "build", lambda name, **kw: _NaNAfter(real_build(name, **kw), 10**9))
+    cfg = tiny_config(epochs=3)
+    fixed = Config(description=cfg.description, data=cfg.data, model=cfg.model,
+                   optim=OptimConfig(name="ranger", lr=1e-3, grad_clip=1.0), train=cfg.train)
+    assert train(fixed, run, progress=False)["epoch"] == 3
+    assert [json.loads(s)["epoch"] for s in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
-def test_unknown_model_fails_before_any_data_is_made(tmp_path):
+def test_unknown_model_fails_before_anything_is_written(tmp_path):
     cfg = tiny_config()
     bad = Config(data=cfg.data, model=ModelConfig(name="unet", kwargs={"widht": 4}), optim=cfg.optim, train=cfg.train)
     with pytest.raises(TypeError, match="widht"):
         train(bad, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "data").exists()
+    assert not (tmp_path / "run").exists()
+    # the fixed config then runs in the same directory
+    train(tiny_config(epochs=1), tmp_path / "run", progress=False)
 
 
 def test_batch_must_split_across_ranks_message():

@@ -52,8 +52,10 @@ __all__ = ["train", "NonFiniteLossError", "EpochCallback"]
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
-# Keys that may change between a run and its resumption without changing its results.
-_RESUMABLE = {"description", "train.device", "train.num_workers", "train.keep_checkpoints"}
+# Keys that may change between a run and its resumption: the first four do not change the
+# results; optim.lr and optim.grad_clip may be changed on purpose to recover from a NaN loss.
+_RESUMABLE = {"description", "train.device", "train.num_workers", "train.keep_checkpoints",
+              "optim.lr", "optim.grad_clip"}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -267,20 +269,22 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
     amp = tc.amp and cuda
     channels_last = tc.channels_last and cuda
 
-    _check_same_run(config, run_dir)
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.toml")
-        _atomic_write_text(run_dir / "run.json", json.dumps(_run_info(ctx, amp, channels_last), indent=2) + "\n")
-    ctx.barrier()
-
-    # Model first: an unknown name or keyword fails before any data is generated.
+    # Model first: an unknown name or keyword fails before anything is written.
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
     model = build_model(config.model)
     objective = build_objective(tc)
     net = objective.module(model)
+
+    if list_checkpoints(run_dir):
+        _check_same_run(config, run_dir)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.toml")
+        _atomic_write_text(run_dir / "run.json", json.dumps(_run_info(ctx, amp, channels_last), indent=2) + "\n")
+    ctx.barrier()
+
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     if ctx.distributed and has_bn:
         if tc.sync_batchnorm and cuda:
@@ -368,8 +372,8 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                     raise NonFiniteLossError(
                         f"training loss became {float(loss.detach())} at epoch {epoch}, step {step} (lr {lr:g}); "
                         f"stopped. The last good checkpoint is "
-                        f"{str(good) if good else '(none: no epoch finished)'}; lower optim.lr or set "
-                        "optim.grad_clip, then rerun to resume from it"
+                        f"{str(good) if good else '(none: no epoch finished)'}; rerun with a lower "
+                        "optim.lr or with optim.grad_clip set (--set optim.lr=...) to resume from it"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
