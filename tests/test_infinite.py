@@ -189,3 +189,19 @@ def test_empirical_ntk_converges_like_one_over_sqrt_width(kind, kwargs, widths, 
     res = width_convergence(kind, widths, seeds=seeds, **kwargs)
     assert -0.65 < res["slope"] < -0.35, res
     assert res["errors"][-1] < res["errors"][0] / 4, res
+
+
+@pytest.mark.slow
+def test_infinite_check_quick_writes_tables(tmp_path):
+    """The CLI's `kernel infinite-check --quick` (about a minute of CPU)."""
+    import json
+
+    from jordanlab.kernels.thesis import infinite_check
+
+    res = infinite_check(tmp_path, quick=True, progress=False)
+    saved = json.loads((tmp_path / "infinite_check.json").read_text())
+    assert saved["table"] == res["table"] and len(res["table"]) == 3
+    for c in res["width_convergence"]:
+        assert c["errors"][-1] < c["errors"][0]
+    rows = res["arora"]["rows"]
+    assert rows[-1]["rms_gap"] < rows[0]["rms_gap"]

@@ -235,6 +235,7 @@ def run_thesis(
             score(f"{name}/path", f, ref)
 
     result = {
+        "table": _table(acc, agree),
         "config": dataclasses.asdict(cfg),
         "task": f"make_point_task('{IN_DIST}') train; suites at size 32; y = +1 inside, -1 outside",
         "n_train": n,
@@ -249,6 +250,18 @@ def run_thesis(
     _atomic_write(out / "thesis.json", json.dumps(result, indent=2).encode())
     _plot_thesis(result, out / "thesis.png")
     return result
+
+
+def _table(acc: dict[str, dict[str, float | None]], agree: dict[str, dict[str, float | None]]) -> list[dict]:
+    """Rows ``{"method", <suite>: accuracy, ..., "agreement in-dist"}`` for reports."""
+    rows = []
+    for m, row in acc.items():
+        r: dict[str, object] = {"method": m}
+        r.update({s: (float("nan") if v is None else v) for s, v in row.items()})
+        a = agree.get(m, {}).get("in-dist")
+        r["sign agreement with net (in-dist)"] = float("nan") if a is None else a
+        rows.append(r)
+    return rows
 
 
 def _plot_thesis(result: dict, path: Path) -> None:
@@ -367,25 +380,41 @@ def arora_check(
     }
 
 
-def infinite_check(out_dir: str | os.PathLike[str], *, quick: bool = False) -> dict:
-    """Width-convergence tables (MLP, CNN flatten, CNN GAP) and the Arora check; writes ``infinite_check.json``."""
+def infinite_check(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bool = True) -> dict:
+    """Width-convergence tables (MLP, CNN flatten, CNN GAP) and the Arora check.
+
+    Writes ``infinite_check.json`` with ``width_convergence`` (see
+    :func:`jordanlab.kernels.infinite.width_convergence`), ``arora`` (see :func:`arora_check`)
+    and ``table``/``arora_table`` rows for reports.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if quick:
-        conv = [
-            width_convergence("mlp", [64, 256, 1024], depth=2, seeds=3),
-            width_convergence("cnn", [8, 32, 128], depth=2, readout="flatten", image_size=(4, 4), seeds=3),
-            width_convergence("cnn", [8, 32, 128], depth=2, readout="gap", image_size=(4, 4), seeds=3),
+        jobs = [
+            lambda: width_convergence("mlp", [64, 256, 1024], depth=2, seeds=3),
+            lambda: width_convergence("cnn", [8, 32, 128], depth=2, readout="flatten", image_size=(4, 4), seeds=3),
+            lambda: width_convergence("cnn", [8, 32, 128], depth=2, readout="gap", image_size=(4, 4), seeds=3),
+            lambda: arora_check(widths=(64, 256, 1024), n_train=16, n_test=16, steps=100, seeds=1),
         ]
-        arora = arora_check(widths=(64, 256, 1024), n_train=16, n_test=16, steps=100, seeds=1)
     else:
-        conv = [
-            width_convergence("mlp", [64, 256, 1024, 4096], depth=2, seeds=8),
-            width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="flatten", image_size=(6, 6), seeds=6),
-            width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="gap", image_size=(6, 6), seeds=6),
+        jobs = [
+            lambda: width_convergence("mlp", [64, 256, 1024, 4096], depth=2, seeds=8),
+            lambda: width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="flatten", image_size=(6, 6), seeds=6),
+            lambda: width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="gap", image_size=(6, 6), seeds=6),
+            lambda: arora_check(widths=(64, 256, 1024, 4096), n_train=32, n_test=32, steps=200, seeds=2),
         ]
-        arora = arora_check(widths=(64, 256, 1024, 4096), n_train=32, n_test=32, steps=200, seeds=2)
-    result = {"width_convergence": conv, "arora": arora, "seconds": time.perf_counter() - t0}
+    if progress:
+        from tqdm import tqdm
+
+        jobs = tqdm(jobs, desc="infinite-check")
+    *conv, arora = [job() for job in jobs]
+    table = [
+        {"network": f"{c['kind']} depth {c['depth']}" + (f" {c['readout']}" if c["readout"] else ""),
+         **{f"width {w}": e for w, e in zip(c["widths"], c["errors"])}, "log-log slope": c["slope"]}
+        for c in conv
+    ]
+    result = {"table": table, "arora_table": arora["rows"], "width_convergence": conv, "arora": arora,
+              "seconds": time.perf_counter() - t0}
     _atomic_write(out / "infinite_check.json", json.dumps(result, indent=2).encode())
     return result
