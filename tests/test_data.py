@@ -258,6 +258,22 @@ def test_write_mask_png_round_trip(tmp_path, curve_img):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_fill_png_end_to_end(tmp_path, curve_img):
+    src = _save(tmp_path / "in.png", ((1 - curve_img) * 255).astype(np.uint8))
+    mask = D.fill_png(src, tmp_path / "out.png")
+    np.testing.assert_array_equal(mask, fill(curve_img))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), mask * 255)
+    opened = curve_img.copy()
+    r, c = np.argwhere(opened)[0]
+    opened[r, c] = 0  # cut the curve open
+    bad = _save(tmp_path / "open.png", ((1 - opened) * 255).astype(np.uint8))
+    from jordanlab.topology import InvalidBoundaryError
+
+    with pytest.raises(InvalidBoundaryError, match=r"open\.png"):
+        D.fill_png(bad, tmp_path / "out2.png")
+    assert not (tmp_path / "out2.png").exists()
+
+
 def test_preview_grid_writes_png(tmp_path):
     b, m = D.make("multi-2", n=5, size=32)
     out = D.preview_grid(b, m, tmp_path / "grid.png", ncols=3, titles=[str(i) for i in range(5)])

@@ -10,7 +10,7 @@ import numpy as np
 
 from jordanlab.data._fs import public_file
 
-__all__ = ["read_boundary_png", "write_mask_png", "CURVE_CONVENTIONS"]
+__all__ = ["read_boundary_png", "write_mask_png", "fill_png", "CURVE_CONVENTIONS"]
 
 CURVE_CONVENTIONS = ("auto", "dark", "light")
 _THRESHOLD = 128
@@ -107,3 +107,28 @@ def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return p
+
+
+def fill_png(
+    in_png: str | os.PathLike, out_png: str | os.PathLike, *, curve: str = "auto", method: str = "parity"
+) -> np.ndarray:
+    """Fill a user's boundary PNG: read (:func:`read_boundary_png`), check, fill, write the mask PNG.
+
+    The boundary is checked with :func:`jordanlab.topology.validate` (closed, non-touching curves),
+    whose :class:`~jordanlab.topology.InvalidBoundaryError` is re-raised with the file name; the mask
+    (figure 255, background 0) is :func:`jordanlab.topology.fill` with ``method``.
+
+    Returns
+    -------
+    ndarray of shape (H, W), uint8: the mask written.
+    """
+    from jordanlab.topology import InvalidBoundaryError, fill, validate
+
+    boundary = read_boundary_png(in_png, curve=curve)
+    try:
+        validate(boundary)
+    except InvalidBoundaryError as exc:
+        raise InvalidBoundaryError(f"{in_png}: {exc}") from None
+    mask = np.asarray(fill(boundary, method=method), dtype=np.uint8)
+    write_mask_png(mask, out_png)
+    return mask
