@@ -149,6 +149,16 @@ def test_augmentation_is_deterministic_in_seed_epoch_index(shapes_dir):
         plain.arrays(100)
 
 
+def test_dataloader_workers_do_not_change_items(shapes_dir):
+    from torch.utils.data import DataLoader
+
+    ds = D.FillDataset(shapes_dir, "train", seed=2)
+    ds.set_epoch(1)
+    one = torch.cat([x for x, _ in DataLoader(ds, batch_size=4, num_workers=0)])
+    two = torch.cat([x for x, _ in DataLoader(ds, batch_size=4, num_workers=2)])
+    assert torch.equal(one, two)
+
+
 def test_from_arrays_and_flips():
     b, m = D.make("multi-3", n=6, size=32)
     ds = D.FillDataset.from_arrays(b, m, flip=True, seed=0)

@@ -46,7 +46,9 @@ class FillDataset(Dataset):
     - ``"none"``.
 
     The random draw of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])`` only,
-    so it is the same for any worker count or order; call :meth:`set_epoch` once per epoch.
+    so it is the same for any worker count or order; call :meth:`set_epoch` once per epoch, before
+    iterating the ``DataLoader`` (worker processes copy the dataset when an iteration starts, so with
+    ``persistent_workers=True`` the epoch would not reach them).
 
     Parameters
     ----------
