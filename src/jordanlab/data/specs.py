@@ -18,7 +18,8 @@ Test sets probing a model trained on the ``shapes`` family; each is drawn on a c
 pixels (default 64, i.e. relative to ``shapes-64``; pass ``size=32`` or ``size=128`` for the models
 trained on ``shapes-32`` / ``shapes-128``; at least 32), 200 images by default. ``multi-k``: ``k`` disjoint
 shapes; ``nested``: rings in rings (2 to 4 levels); ``spiral``: thin bands wound several turns;
-``polygon``: star polygons only; ``randomwalk``: random-walk loops; ``thick``: the training family
+``polygon``: star polygons only, spikier than in training (3 to 20 vertices, radii down to 0.25 of
+the circumradius, against 5 to 12 and 0.45); ``randomwalk``: random-walk loops; ``thick``: the training family
 with 2 or 3 pixel strokes; ``large-2x``, ``large-4x``: the training family on a ``2 size`` and
 ``4 size`` canvas.
 """
@@ -48,7 +49,7 @@ FAMILIES: dict[str, Callable[..., object]] = {
     "multi-5": partial(C.multi, k=5),
     "nested": C.nested,
     "spiral": C.spiral,
-    "polygon": C.polygon,
+    "polygon": partial(C.polygon, n_vertices=(3, 20), r_min=0.25),
     "blob": C.blob,
     "randomwalk": C.random_walk,
 }
