@@ -151,8 +151,8 @@ def run(n: int, size: int, repeats: int, families: list[str], cache: Path | None
         "",
         f"Load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "",
-        "| family | method | MPix/s | ms per batch | = parity |",
-        "|---|---|---:|---:|---:|",
+        "| family | method | MPix/s (median) | MPix/s (best) | ms per batch (median) | = parity |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     ratios = []
     for family in families:
@@ -167,9 +167,12 @@ def run(n: int, size: int, repeats: int, families: list[str], cache: Path | None
                 times[name].append(time.perf_counter() - t0)
                 agree[name] = float(np.mean((out == reference).all(axis=(1, 2))))
         med = {name: float(np.median(ts)) for name, ts in times.items()}
+        best = {name: float(np.min(ts)) for name, ts in times.items()}
         for name in fns:
-            mpix = b.size / med[name] / 1e6
-            lines.append(f"| {family} | {name} | {mpix:,.0f} | {med[name] * 1e3:,.0f} | {agree[name]:.3f} |")
+            mpix, top = b.size / med[name] / 1e6, b.size / best[name] / 1e6
+            lines.append(
+                f"| {family} | {name} | {mpix:,.0f} | {top:,.0f} | {med[name] * 1e3:,.0f} | {agree[name]:.3f} |"
+            )
             print(lines[-1], flush=True)
         ratios.append((family, med["OpenCV floodFill"] / med["fill parity"]))
     lines += [

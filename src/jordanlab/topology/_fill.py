@@ -25,7 +25,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from jordanlab.topology._input import _as_bool_batch, _give_back
+from jordanlab.topology._input import _as_batch, _as_bool_batch, _give_back
 from jordanlab.topology._thinning import has_redundant_pixels, thin
 from jordanlab.topology._validate import InvalidBoundaryError
 
@@ -127,18 +127,19 @@ def _redundant_packed(p: np.ndarray, right: np.ndarray) -> np.ndarray:
     return found
 
 
-def _inside_packed(p: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Packed crossing parity of simple closed 8-curves ``p`` (see :func:`crossing_parity`).
+def _figure_packed(p: np.ndarray, centre: np.ndarray, left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
+    """Write ``p | inside(centre)`` into ``out`` (packed; see :func:`crossing_parity`).
 
-    ``left, right = _from_left(p), _from_right(p)``.
+    ``centre`` holds simple closed 8-curves (``p`` itself, or its thinning), and
+    ``left, right = _from_left(centre), _from_right(centre)``.
     """
-    inside = np.zeros_like(p)
+    out[:, -1] = p[:, -1]  # the last row has no row below: no crossing
     if p.shape[1] < 2:
-        return inside
+        return
     # Curve pixels in the row below at c-1, c, c+1, summed mod 2, then kept under curve pixels.
     down = left[:, 1:] ^ right[:, 1:]
-    down ^= p[:, 1:]
-    down &= p[:, :-1]
+    down ^= centre[:, 1:]
+    down &= centre[:, :-1]
     # Exclusive suffix XOR inside each word: start from the bits shifted down by one, then a
     # log-step scan, so bit i <- XOR of bits i+1..63 of ``down``.
     x = down >> _U1
@@ -153,15 +154,14 @@ def _inside_packed(p: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.nda
         word_parity = (x[..., k] ^ down[..., k]) & _U1
         x[..., k] ^= np.uint64(0) - carry  # all ones where an odd number of crossings lie beyond
         carry ^= word_parity
-    inside[:, :-1] = x
-    return inside
+    np.bitwise_or(x, p[:, :-1], out=out[:, :-1])
 
 
 _CHUNK_WORDS = 1 << 15  # ~256 KiB per packed array: the ~40 word operations stay in L2 cache
 
 
-def _packed_figure(p: np.ndarray, w: int) -> np.ndarray:
-    """Packed figure ``p | inside`` of packed boundaries ``p`` (thinning the images that need it)."""
+def _packed_figure(p: np.ndarray, w: int, out: np.ndarray) -> None:
+    """Write the packed figure of packed boundaries ``p`` into ``out`` (thinning where needed)."""
     right = _from_right(p)
     need = _redundant_packed(p, right)
     if need.any():
@@ -169,11 +169,9 @@ def _packed_figure(p: np.ndarray, w: int) -> np.ndarray:
         centre[need] = _pack_rows(thin(_unpack_rows(p[need], w).view(bool)))
         right = _from_right(centre)
         _check_thinned(_redundant_packed(centre[need], right[need]), np.flatnonzero(need))
-        inside = _inside_packed(centre, _from_left(centre), right)
+        _figure_packed(p, centre, _from_left(centre), right, out)
     else:
-        inside = _inside_packed(p, _from_left(p), right)
-    inside |= p
-    return inside
+        _figure_packed(p, p, _from_left(p), right, out)
 
 
 def _crossing_parity_numpy(b: np.ndarray) -> np.ndarray:
@@ -185,7 +183,7 @@ def _crossing_parity_numpy(b: np.ndarray) -> np.ndarray:
     step = max(1, _CHUNK_WORDS // per_image)
     figure = np.empty_like(p)
     for i in range(0, n, step):  # blocks of images, so that the word operations run in cache
-        figure[i : i + step] = _packed_figure(p[i : i + step], w)
+        _packed_figure(p[i : i + step], w, figure[i : i + step])
     return _unpack_rows(figure, w)
 
 
@@ -202,13 +200,6 @@ def _check_thinned(still: np.ndarray, index: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------------
 # Crossing parity, torch (native on any device).
 # --------------------------------------------------------------------------------------------------
-
-
-def _crossing_parity_torch(b: torch.Tensor) -> torch.Tensor:
-    """Bool batch ``(N, H, W)`` on any device -> figure; CPU tensors go through packed numpy."""
-    if b.device.type == "cpu":  # bit-packed numpy is several times faster than torch on CPU
-        return torch.from_numpy(_crossing_parity_numpy(b.numpy()))
-    return _crossing_parity_torch_native(b)
 
 
 def _crossing_parity_torch_native(b: torch.Tensor) -> torch.Tensor:
@@ -270,10 +261,12 @@ def crossing_parity(boundary: Any) -> np.ndarray | torch.Tensor:
 
     The area outside the image counts as background: a curve may touch the image border.
     """
-    b, kind = _as_bool_batch(boundary)
-    if kind.is_torch:
-        return _give_back(_crossing_parity_torch(b), kind)
-    return _give_back(_crossing_parity_numpy(b), kind)
+    b, kind = _as_batch(boundary)  # np.packbits reads any integer dtype as nonzero = 1: no copy
+    if not kind.is_torch:
+        return _give_back(_crossing_parity_numpy(b), kind)
+    if b.device.type == "cpu":  # bit-packed numpy is several times faster than torch on CPU
+        return _give_back(torch.from_numpy(_crossing_parity_numpy(b.numpy())), kind)
+    return _give_back(_crossing_parity_torch_native(b if b.dtype == torch.bool else b != 0), kind)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,11 +32,12 @@ def _check_ndim(shape: tuple[int, ...], name: str) -> None:
         )
 
 
-def _as_bool_batch(boundary: Any, *, name: str = "boundary") -> tuple[np.ndarray | torch.Tensor, _Kind]:
-    """Return ``(B, kind)`` with ``B`` a bool batch ``(N, H, W)`` (nonzero = curve pixel).
+def _as_batch(boundary: Any, *, name: str = "boundary") -> tuple[np.ndarray | torch.Tensor, _Kind]:
+    """Return ``(B, kind)`` with ``B`` a batch ``(N, H, W)`` of the input's own dtype (no copy).
 
     numpy input (or any array-like) gives a numpy array; a torch tensor stays a tensor on its device.
-    Floating dtypes are refused (threshold them first): a probability map is not a boundary.
+    Only bool and integer dtypes are accepted (nonzero = curve pixel): a probability map is not a
+    boundary, threshold it first.
     """
     if isinstance(boundary, torch.Tensor):
         _check_ndim(tuple(boundary.shape), name)
@@ -46,8 +47,7 @@ def _as_bool_batch(boundary: Any, *, name: str = "boundary") -> tuple[np.ndarray
                 f"threshold it first (e.g. {name} > 0.5)"
             )
         kind = _Kind(True, boundary.device, boundary.dim() == 2)
-        b = boundary if boundary.dtype == torch.bool else boundary != 0
-        return (b[None] if kind.was_2d else b), kind
+        return (boundary[None] if kind.was_2d else boundary), kind
     arr = np.asarray(boundary)
     _check_ndim(arr.shape, name)
     if arr.dtype != np.bool_ and not np.issubdtype(arr.dtype, np.integer):
@@ -56,8 +56,15 @@ def _as_bool_batch(boundary: Any, *, name: str = "boundary") -> tuple[np.ndarray
             f"threshold it first (e.g. {name} > 0.5)"
         )
     kind = _Kind(False, None, arr.ndim == 2)
-    b = arr if arr.dtype == np.bool_ else arr != 0
-    return (b[None] if kind.was_2d else b), kind
+    return (arr[None] if kind.was_2d else arr), kind
+
+
+def _as_bool_batch(boundary: Any, *, name: str = "boundary") -> tuple[np.ndarray | torch.Tensor, _Kind]:
+    """Like :func:`_as_batch`, converted to bool (nonzero = curve pixel)."""
+    b, kind = _as_batch(boundary, name=name)
+    if kind.is_torch:
+        return (b if b.dtype == torch.bool else b != 0), kind
+    return (b if b.dtype == np.bool_ else b != 0), kind
 
 
 def _give_back(mask: np.ndarray | torch.Tensor, kind: _Kind) -> np.ndarray | torch.Tensor:
