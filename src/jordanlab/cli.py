@@ -25,13 +25,10 @@ def _cmd_data_make(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_show(args: argparse.Namespace) -> int:
-    from jordanlab.data import load_dataset, preview_grid
+    from jordanlab.data import preview_dataset
 
-    boundaries, masks = load_dataset(args.dir, args.split)
-    n = min(args.n, len(boundaries))
-    out = preview_grid(boundaries[:n], masks[:n], args.out, ncols=args.ncols,
-                       titles=[f"{args.split} #{i}" for i in range(n)])
-    print(f"wrote {out} ({n} of {len(boundaries)} {args.split} images of {args.dir})")
+    out = preview_dataset(args.dir, args.out, split=args.split, n=args.n, ncols=args.ncols)
+    print(f"wrote {out}")
     return 0
 
 
@@ -57,16 +54,9 @@ def _cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_fill(args: argparse.Namespace) -> int:
-    from jordanlab.data import read_boundary_png, write_mask_png
-    from jordanlab.topology import InvalidBoundaryError, fill, validate
+    from jordanlab.data import fill_png
 
-    boundary = read_boundary_png(args.input, curve=args.curve)
-    try:
-        validate(boundary)
-    except InvalidBoundaryError as e:
-        raise SystemExit(f"jordanlab fill: {args.input}: {e}") from None
-    mask = fill(boundary, method=args.method)
-    write_mask_png(mask, args.out)
+    mask = fill_png(args.input, args.out, curve=args.curve, method=args.method)
     print(f"wrote {args.out}: {int(mask.sum())} figure pixels of {mask.size}")
     return 0
 
