@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 
 from jordanlab.train import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig, load_model, save_config
