@@ -194,9 +194,6 @@ def test_predict_png_on_a_larger_canvas(tmp_path):
     np.testing.assert_array_equal(got, ref[0])
 
 
-@pytest.mark.skipif("programmed-scan" not in models.MODELS,
-                    reason="jordanlab.models does not register 'programmed-scan' yet (topology.ScanNet is "
-                           "checked directly in test_programmed_scan_net_is_perfect_on_a_suite)")
 def test_programmed_model_run_gets_perfect_rate_one(tmp_path):
     run = tmp_path / "run"
     _fake_run(run, "programmed-scan", {}, metrics=False)
