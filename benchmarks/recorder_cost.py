@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--queries", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--mode", choices=["exact", "tangent"], default="exact")
-    ap.add_argument("--quadrature", type=int, default=4)
+    ap.add_argument("--quadrature", type=int, default=3)
     ap.add_argument("--contraction", choices=["auto", "jvp", "per-example"], default="auto")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--json", type=str, default=None)

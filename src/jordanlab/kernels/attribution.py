@@ -123,7 +123,7 @@ def explain(
     seed: int = 0,
     mode: str = "exact",
     dtype: torch.dtype = torch.float64,
-    quadrature: int = 4,
+    quadrature: int = 3,
     progress: bool = False,
 ) -> Explanation:
     """Top-k training images by their contribution to ``model(image)[0, r, c]``, with per-pixel maps.
@@ -225,7 +225,8 @@ def plot_explanation(expl: Explanation, path: str | os.PathLike[str] | None = No
     ax.plot([c], [r], marker="o", color="red", markersize=6, markerfacecolor="none", markeredgewidth=2)
     ax.set_title(f"query ({r},{c})\nf: {expl.initial:.2f} → {expl.final:.2f}", fontsize=8)
     axes[1, 0].axis("off")
-    axes[1, 0].text(0.0, 0.5, f"top-{k} share: {expl.share:.0%}\nresidual: {expl.residual:.1e}\n{expl.method}",
+    axes[1, 0].text(0.0, 0.5, f"top-{k} share: {expl.share:.0%}\nresidual: {expl.residual:.1e}\n{expl.method}\n"
+                    "maps: red raises,\nblue lowers the\nquery logit",
                     fontsize=8, va="center")
     vmax = float(expl.maps[expl.top].abs().max()) if expl.maps is not None else 1.0
     for j, i in enumerate(expl.top.tolist()):
@@ -324,7 +325,7 @@ def explain_run(
     steps: int = 200,
     batch_size: int | None = 16,
     seed: int = 0,
-    quadrature: int = 4,
+    quadrature: int = 3,
     progress: bool = True,
 ) -> dict:
     """``jordanlab kernel explain RUN --image IMG --pixel R,C``: write ``DIR/explain.json`` and ``DIR/explain.png``.

@@ -344,7 +344,7 @@ class PathRecorder:
         mode: str = "exact",
         lr: float | None = None,
         optimizer: torch.optim.Optimizer | None = None,
-        quadrature: int = 4,
+        quadrature: int = 3,
         contraction: str = "auto",
         pixel_maps: bool = False,
         check_tol: float | None = None,
@@ -427,7 +427,7 @@ def path_decomposition(
     mode: str = "exact",
     pixels: Sequence[Sequence[int]] | None = None,
     seed: int = 0,
-    quadrature: int = 4,
+    quadrature: int = 3,
     contraction: str = "auto",
     pixel_maps: bool = False,
     progress: bool = False,
@@ -452,7 +452,8 @@ def path_decomposition(
     pixels : list of (row, col), optional
         One pixel per query (dense models).
     quadrature : int
-        Gauss–Legendre nodes per step in exact mode (error ∝ |Δ|^{2n} for smooth f).
+        Gauss–Legendre nodes per step in exact mode (error ∝ |Δ|^{2n} for smooth f; on the verify CNN,
+        float64, lr 0.2: 1 node 1e-6, 2 nodes 9e-13, 3 nodes 2e-15 relative residual, hence the default 3).
     contraction : {"auto", "jvp", "per-example"}
     pixel_maps : bool
         Also return per-pixel contribution maps (Q, N, H, W).

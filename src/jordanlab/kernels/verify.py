@@ -188,7 +188,7 @@ def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bo
         "kernel_motion": motion,
         "setup": {"data": "shapes-32 train", "n_train": n_train, "queries": [list(p) for p in pixels],
                   "model": f"SmoothCNN(width={width}, depth={depth}, ntk parameterization, tanh)", "loss": "bce",
-                  "quadrature_nodes": 4, "tangent_training_time": time_T, "quick": quick,
+                  "quadrature_nodes": 3, "tangent_training_time": time_T, "quick": quick,
                   "seconds": round(time.perf_counter() - t0, 1)},
     }
     _atomic_json(out / "verify.json", result)
