@@ -413,7 +413,12 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                     bar.set_postfix(epoch=epoch, loss=f"{metrics['loss']:.4f}",
                                     iou=f"{metrics['train_iou']:.3f}",
                                     val_iou=f"{metrics.get('val_iou', float('nan')):.3f}")
-            ctx.barrier()
+            if ctx.distributed:  # every rank returns (and hands its callbacks) rank 0's metrics
+                import torch.distributed as dist
+
+                box = [metrics]
+                dist.broadcast_object_list(box, src=0)
+                metrics = box[0]
             last_metrics = metrics
             for cb in callbacks:
                 cb(epoch, metrics)
