@@ -80,16 +80,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     config = load_config(args.config, overrides)
     metrics = train(config, args.out, progress=not args.quiet)
-    print(json.dumps(metrics, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(json.dumps(metrics, indent=2))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from jordanlab.evaluate import evaluate_run, format_table
 
-    suites = args.suites.split(",") if args.suites else None
+    if args.suites:
+        suites = args.suites.split(",")
+    else:  # --data alone evaluates only those directories
+        suites = () if args.data else None
     result = evaluate_run(args.run, suites=suites, data_dirs=args.data or (), n=args.n,
-                          device=args.device, progress=not args.quiet)
+                          device=args.device, max_iters=args.max_iters, patience=args.patience,
+                          progress=not args.quiet)
     print(format_table(result))
     print(f"wrote {Path(args.run) / 'eval.json'}")
     return 0
@@ -213,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suites", default=None, help="comma-separated suite names (default: all)")
     p.add_argument("--data", action="append", metavar="DIR", help="also evaluate a dataset directory")
     p.add_argument("--n", type=int, default=None, help="images per suite")
+    p.add_argument("--max-iters", type=int, default=None, help="iteration budget of recurrent models")
+    p.add_argument("--patience", type=int, default=10,
+                   help="recurrent models halt once their mask is unchanged for this many iterations")
     device(p)
     quiet(p)
     p = command(sub, "predict", _cmd_predict, "fill your own boundary image with a trained run")
