@@ -189,3 +189,14 @@ def test_thesis_tiny_run_writes_a_consistent_table(tmp_path, path_kernel, cntk_g
         assert (row["in-dist"] is not None) == ("/" in method), method
     if path_kernel:  # tangent-mode path decomposition: residual O(lr), small for 3 steps
         assert res["details"]["cnn-gap/path_relative_residual"] < 0.5
+
+
+def test_ridge_and_lr_accept_numpy_and_tensor_scalars_only(rng):
+    k_tt, k_st, y = _problem(rng)
+    ref = kernel_regression(k_st, k_tt, y, ridge=0.01)
+    assert torch.equal(kernel_regression(k_st, k_tt, y, ridge=torch.tensor(0.01, dtype=torch.float64)), ref)
+    assert torch.equal(kernel_regression(k_st, k_tt, y, ridge=np.float64(0.01)), ref)
+    with pytest.raises(TypeError, match="ridge"):
+        kernel_regression(k_st, k_tt, y, ridge=np.array([0.01, 0.02]))
+    with pytest.raises(TypeError, match="lr"):
+        gradient_descent_mse(k_tt, y, lr="fast")

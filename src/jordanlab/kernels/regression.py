@@ -37,6 +37,16 @@ def _tensor(x: object, name: str, device: torch.device | None = None) -> torch.T
     return t
 
 
+def _scalar(v: object, name: str) -> float:
+    """A real scalar (Python, NumPy or 0-d tensor) as a float."""
+    if isinstance(v, bool) or (isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim != 0):
+        raise TypeError(f"{name} must be a real scalar, got {v!r}")
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real scalar, got {type(v).__name__}") from None
+
+
 def _check_train(k_train_train: ArrayLike, y_train: ArrayLike, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
     k = _tensor(k_train_train, "k_train_train")
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] == 0:
@@ -47,7 +57,8 @@ def _check_train(k_train_train: ArrayLike, y_train: ArrayLike, ridge: float) -> 
             f"y_train must have shape (N,) or (N, K) with N = {k.shape[0]} (from k_train_train), "
             f"got {tuple(y.shape)}"
         )
-    if not isinstance(ridge, (int, float)) or not math.isfinite(ridge) or ridge < 0:
+    ridge = _scalar(ridge, "ridge")
+    if not math.isfinite(ridge) or ridge < 0:
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
     scale = k.abs().max()
     if (k - k.T).abs().max() > 1e-10 * max(float(scale), 1e-300):
@@ -120,7 +131,7 @@ def kernel_regression(
     """
     k, y = _check_train(k_train_train, y_train, ridge)
     kt = _check_test(k_test_train, k.shape[0], k.device)
-    evals, evecs = _eigh(k, ridge, need_inverse=True)
+    evals, evecs = _eigh(k, float(ridge), need_inverse=True)
     alpha = evecs @ ((evecs.T @ y) / (evals if y.ndim == 1 else evals[:, None]))
     return kt @ alpha
 
@@ -158,7 +169,8 @@ def gradient_descent_mse(
     ``t → ∞`` (which raises ``ValueError`` if the matrix is singular).
     """
     k, y = _check_train(k_train_train, y_train, ridge)
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    ridge, lr = float(ridge), _scalar(lr, "lr")
+    if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     evals, evecs = _eigh(k, ridge, need_inverse=False)
     n = k.shape[0]

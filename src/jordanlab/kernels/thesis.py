@@ -60,6 +60,7 @@ class ThesisConfig:
     ridge: float = 1e-8  # λ = ridge · trace(K)/N, raised ×100 until K + λI is invertible
     cntk_gap: bool = False
     path_kernel: bool = True
+    path_mode: str = "exact"  # path_decomposition mode: "exact" (Gauss-Legendre per step) or "tangent" (O(lr))
     seed: int = 0
 
 
@@ -167,14 +168,17 @@ def run_thesis(
     extra: dict[str, object] = {}
     timing: dict[str, float] = {}
 
+    inside: dict[str, dict[str, float | None]] = {}
+
     def score(name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
-        acc[name], agree[name] = {}, {}
+        acc[name], agree[name], inside[name] = {}, {}, {}
         for s in tests:
             if s not in spans:
-                acc[name][s] = agree[name][s] = None
+                acc[name][s] = agree[name][s] = inside[name][s] = None
                 continue
             f = fq[spans[s]]
             acc[name][s] = _accuracy(f, tests[s][1])
+            inside[name][s] = float((f > 0).double().mean())
             agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
 
     # (a) infinite-width NTK regression
@@ -199,7 +203,7 @@ def run_thesis(
         net = ntk_cnn(2, cfg.width, cfg.depth, readout=readout, image_size=tuple(x.shape[2:]), generator=g)
         lr = _initial_lr(net, x, cfg.lr_factor)
         if cfg.path_kernel:
-            dec = path_decomposition(net, x, y, xq, loss="mse", lr=lr, steps=cfg.steps, mode="tangent",
+            dec = path_decomposition(net, x, y, xq, loss="mse", lr=lr, steps=cfg.steps, mode=cfg.path_mode,
                                      progress=progress)
             extra[f"{name}/path_relative_residual"] = dec.relative_residual
         else:
@@ -221,6 +225,7 @@ def run_thesis(
         score(name, fq)
         for s, f in f_big.items():  # a GAP network runs on any canvas
             acc[name][s] = _accuracy(f, tests[s][1])
+            inside[name][s] = float((f > 0).double().mean())
         ref = {s: fq[spans[s]] for s in spans}
         timing[name] = time.perf_counter() - t0
 
@@ -242,6 +247,7 @@ def run_thesis(
         "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
         "accuracy": acc,
         "agreement_with_network": agree,
+        "fraction_predicted_inside": inside,
         "ridge_relative": ridges,
         "details": extra,
         "seconds": timing,
