@@ -282,7 +282,18 @@ _EIGHT = np.zeros((3, 3, 3), dtype=bool)
 _EIGHT[1] = True
 
 
+_FLOOD_BLOCK = 16  # images labelled together: label arrays stay small enough for the cache
+
+
 def _flood_numpy(b: np.ndarray) -> np.ndarray:
+    n, h, w = b.shape
+    out = np.empty((n, h, w), dtype=np.uint8)
+    for i in range(0, n, _FLOOD_BLOCK):
+        out[i : i + _FLOOD_BLOCK] = _flood_block(b[i : i + _FLOOD_BLOCK])
+    return out
+
+
+def _flood_block(b: np.ndarray) -> np.ndarray:
     n, h, w = b.shape
     if b.size == 0:
         return np.zeros((n, h, w), dtype=np.uint8)
@@ -292,22 +303,20 @@ def _flood_numpy(b: np.ndarray) -> np.ndarray:
     curves, n_curves = ndimage.label(padded, structure=_EIGHT)
     # Nodes: 0 = super-source, 1..n_regions regions, n_regions+1.. curves. A region is adjacent to
     # a curve iff one of its pixels is 4-adjacent to a pixel of the curve (a diagonal contact
-    # implies a 4-contact through one of the two pixels sharing the corner).
-    src: list[np.ndarray] = []
-    dst: list[np.ndarray] = []
-    for sl_a, sl_b in (
-        ((slice(None), slice(None, -1), slice(None)), (slice(None), slice(1, None), slice(None))),
-        ((slice(None), slice(None), slice(None, -1)), (slice(None), slice(None), slice(1, None))),
-    ):
-        for ca, rb in ((curves[sl_a], regions[sl_b]), (curves[sl_b], regions[sl_a])):
-            hit = (ca > 0) & (rb > 0)
-            src.append(rb[hit])
-            dst.append(ca[hit] + n_regions)
-    outside = regions[:, 0, 0]  # the padding ring is one region per image
-    src.append(np.zeros(n, dtype=regions.dtype))
-    dst.append(outside)
-    rows = np.concatenate(src).astype(np.int64)
-    cols = np.concatenate(dst).astype(np.int64)
+    # implies a 4-contact through one of the two pixels sharing the corner). Gather the four
+    # 4-neighbours of every curve pixel in the flattened padded batch: the padding ring keeps the
+    # offsets inside the image of the curve pixel.
+    at = np.flatnonzero(padded)
+    curve_of = curves.reshape(-1)[at]
+    flat_regions = regions.reshape(-1)
+    src: list[np.ndarray] = [np.zeros(n, dtype=np.int64)]
+    dst: list[np.ndarray] = [regions[:, 0, 0].astype(np.int64)]  # the padding ring: outside
+    for off in (-1, 1, -(w + 2), w + 2):
+        region = flat_regions[at + off]
+        hit = region > 0
+        src.append(region[hit].astype(np.int64))
+        dst.append(curve_of[hit].astype(np.int64) + n_regions)
+    rows, cols = np.concatenate(src), np.concatenate(dst)
     n_nodes = 1 + n_regions + n_curves
     graph = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n_nodes, n_nodes)).tocsr()
     dist = shortest_path(graph, directed=False, unweighted=True, indices=0)
