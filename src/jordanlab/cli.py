@@ -119,13 +119,31 @@ def _cmd_kernel_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_image(run: str, spec: str):
+    """``--image``: a test-split index, ``SUITE:INDEX`` (generated at the run's canvas) or a PNG path."""
+    if spec.isdigit():
+        return int(spec)
+    name, sep, index = spec.rpartition(":")
+    if sep and index.isdigit() and not Path(spec).exists():
+        from jordanlab.data import PRESETS, make
+        from jordanlab.evaluate import run_canvas
+        from jordanlab.train import load_config
+
+        canvas = run_canvas(load_config(Path(run) / "config.toml"))
+        size = None if name in PRESETS else canvas
+        boundaries, _ = make(name, "test", int(index) + 1, 0, size=size)
+        return boundaries[int(index)]
+    return spec
+
+
 def _cmd_kernel_explain(args: argparse.Namespace) -> int:
     from jordanlab.kernels import explain_run
 
     r, c = (int(v) for v in args.pixel.split(","))
-    out = explain_run(args.run, args.image, (r, c), args.out, k=args.k, n_train=args.n_train,
-                      steps=args.steps, progress=not args.quiet)
-    print(f"wrote {out}")
+    report = explain_run(args.run, _explain_image(args.run, args.image), (r, c), args.out, k=args.k,
+                         n_train=args.n_train, steps=args.steps, lr=args.lr, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in report.items() if k != "top"}, indent=2, default=str))
+    print(f"wrote {Path(args.out) / 'explain.png'}")
     return 0
 
 
@@ -240,12 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(kernel, "explain", _cmd_kernel_explain,
                 "which training images carry a pixel's prediction (exact path-kernel attribution)")
     p.add_argument("run", help="run directory")
-    p.add_argument("--image", required=True, help="PNG, or SUITE:INDEX (e.g. spiral:3, test:0)")
+    p.add_argument("--image", required=True,
+                   help="test-split index (e.g. 0), SUITE:INDEX at the run's canvas (e.g. spiral:3), or a PNG")
     p.add_argument("--pixel", required=True, help="R,C of the query pixel")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=8, help="top-k training images")
     p.add_argument("--n-train", type=int, default=64, help="training images in the recorded SGD copy")
     p.add_argument("--steps", type=int, default=200, help="SGD steps of the recorded copy")
+    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate of the recorded copy")
     quiet(p)
     p = command(kernel, "infinite-check", _cmd_kernel_infinite,
                 "closed-form NTK/NNGP against finite widths and wide trained networks")

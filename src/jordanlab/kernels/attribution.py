@@ -315,7 +315,7 @@ def nearest_training_images(
 
 def explain_run(
     run_dir: str | os.PathLike[str],
-    image: int | str | os.PathLike[str],
+    image: int | str | os.PathLike[str] | np.ndarray,
     pixel: tuple[int, int],
     out_dir: str | os.PathLike[str],
     *,
@@ -330,7 +330,7 @@ def explain_run(
 ) -> dict:
     """``jordanlab kernel explain RUN --image IMG --pixel R,C``: write ``DIR/explain.json`` and ``DIR/explain.png``.
 
-    ``image`` is an index into the run's test split or a boundary PNG. The training images are the first
+    ``image`` is an index into the run's test split, a boundary PNG, or a boundary array ``(H, W)``. The training images are the first
     ``n_train`` of the run's training split (``config.data.dir``, else ``RUN/data``, else regenerated with
     ``jordanlab.data.make``); targets are their masks. The explained network is an SGD copy (BCE loss, float64)
     trained from the run's w_0, see :func:`explain`; the run's own output at the pixel is ``run_final``.
@@ -347,7 +347,9 @@ def explain_run(
     else:
         b, m = data.make(config.data.preset, "train", n_train, config.data.seed)
     b, m = b[:n_train], m[:n_train]
-    if isinstance(image, (int, np.integer)):
+    if isinstance(image, np.ndarray):
+        img, source = np.asarray(image, dtype=np.uint8), "array"
+    elif isinstance(image, (int, np.integer)):
         tb, _ = data.load_dataset(data_dir, "test") if have_dir else data.make(config.data.preset, "test", int(image) + 1,
                                                                               config.data.seed)
         if not 0 <= int(image) < len(tb):
