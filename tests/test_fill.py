@@ -389,7 +389,7 @@ def test_torch_cuda_matches_numpy(method: FillMethod) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("width", [5, 63, 64, 65, 130])
+@pytest.mark.parametrize("width", [5, 8, 63, 64, 65, 128, 130, 256])
 def test_packing_widths(width: int) -> None:
     rng = np.random.default_rng(width)
     h = 20

@@ -68,48 +68,48 @@ _U63 = np.uint64(63)
 
 
 def _pack_rows(b: np.ndarray) -> np.ndarray:
-    """Pack a batch ``(N, H, W)`` (nonzero = 1) into words ``(N, H, K)``, ``K = ceil((W + 1) / 64)``.
+    """Pack a batch ``(N, H, W)`` (nonzero = 1) into words ``(N, H, K)``, ``K = ceil(W / 64)``.
 
-    There is always at least one zero padding column after column ``W - 1``: the column shifts
-    below run on the flattened words and let bits cross from one row to the next only through
-    that padding column, which every later step masks with the (zero-padded) curve pixels.
+    Column ``c`` is bit ``c % 64`` of word ``c // 64``; the bits after column ``W - 1`` are zero.
     """
     n, h, w = b.shape
-    nbytes = (w // 64 + 1) * 8
-    if w % 64 == 0:  # room for the padding column: pack into a wider buffer
-        packed = np.zeros((n, h, nbytes), dtype=np.uint8)
-        packed[..., : w // 8] = np.packbits(b, axis=-1, bitorder="little")
-    else:
-        packed = np.packbits(b, axis=-1, bitorder="little")
-        if packed.shape[-1] != nbytes:
-            packed = np.concatenate([packed, np.zeros((n, h, nbytes - packed.shape[-1]), np.uint8)], axis=-1)
+    packed = np.packbits(b, axis=-1, bitorder="little")
+    nbytes = -(-w // 64) * 8
+    if packed.shape[-1] != nbytes:
+        packed = np.concatenate([packed, np.zeros((n, h, nbytes - packed.shape[-1]), np.uint8)], axis=-1)
     return np.ascontiguousarray(packed).view(_WORD)
 
 
 def _unpack_rows(words: np.ndarray, w: int) -> np.ndarray:
     """Inverse of :func:`_pack_rows`: words ``(N, H, K)`` -> uint8 {0, 1} ``(N, H, w)``."""
-    return np.unpackbits(words.view(np.uint8), axis=-1, count=w, bitorder="little")
+    raw = words.view(np.uint8)
+    if w % 8 == 0:  # whole bytes: no bit count to honour (faster)
+        return np.unpackbits(raw[..., : w // 8], axis=-1, bitorder="little")
+    return np.unpackbits(raw, axis=-1, count=w, bitorder="little")
+
+
+_TOP_BIT = np.uint64(1) << np.uint64(63)
 
 
 def _from_right(p: np.ndarray) -> np.ndarray:
-    """Shift columns so that position ``c`` holds column ``c + 1``, on contiguous packed rows.
+    """Shift columns so that position ``c`` holds column ``c + 1`` (zero after the last word).
 
-    Bits cross row ends only into the padding column (see :func:`_pack_rows`).
+    Shifts the flattened words (long contiguous loops), then clears the bit that crossed from
+    the next row into the last word of each row.
     """
     out = p >> _U1
     flat = out.reshape(-1)
     flat[:-1] |= p.reshape(-1)[1:] << _U63
+    out[..., -1] &= ~_TOP_BIT
     return out
 
 
 def _from_left(p: np.ndarray) -> np.ndarray:
-    """Shift columns so that position ``c`` holds column ``c - 1``, on contiguous packed rows.
-
-    Column 0 receives the padding column of the previous row, which is zero in ``p``.
-    """
+    """Shift columns so that position ``c`` holds column ``c - 1`` (zero at column 0)."""
     out = p << _U1
     flat = out.reshape(-1)
     flat[1:] |= p.reshape(-1)[:-1] >> _U63
+    out[..., 0] &= ~_U1
     return out
 
 
@@ -118,7 +118,7 @@ def _redundant_packed(p: np.ndarray, right: np.ndarray) -> np.ndarray:
 
     ``right = _from_right(p)``. With ``A = p & right`` (both pixels of a horizontal pair) and
     ``O = p | right`` (at least one), a window has 3 or 4 pixels iff ``A`` on one row and ``O`` on
-    the other. Padding bits of ``O`` may be set, but are AND-ed with ``A``, whose padding is zero.
+    the other.
     """
     n = p.shape[0]
     if p.shape[1] < 2:
