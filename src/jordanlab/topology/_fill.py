@@ -38,7 +38,7 @@ class FillMethod(str, enum.Enum):
     PARITY
         Crossing parity along each row (``crossing_parity``). Linear time: one packing pass, about
         forty 64-bit word operations per row word run on cache-sized blocks, one unpacking pass
-        (0.3-0.6 GPix/s on one shared CPU core, 1.6-2.1x OpenCV ``floodFill``); runs natively
+        (0.5-0.9 GPix/s on one shared CPU core, 2.2-3.2x OpenCV ``floodFill``); runs natively
         on torch tensors (CUDA too).
         Exact for simple closed 8-curves; boundaries with redundant pixels (L corners, strokes
         thicker than one pixel) are first thinned, per image, with a topology-preserving
@@ -46,7 +46,7 @@ class FillMethod(str, enum.Enum):
     FLOOD
         Component labelling plus a breadth-first search of the region-curve adjacency tree
         (``flood_depth_parity``). Independent of the crossing argument and of thinning, hence the
-        cross-check; 30-60x slower than PARITY (``benchmarks/fill.py``), CPU only (torch input
+        cross-check; 20-50x slower than PARITY (``benchmarks/fill.py``), CPU only (torch input
         makes a round trip through numpy).
     """
 
