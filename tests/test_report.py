@@ -25,3 +25,50 @@ def test_report_links_figures_relatively_and_flags_missing(tmp_path: Path):
 def test_markdown_table_columns_and_escaping():
     md = markdown_table([{"a": 1, "b": 0.5}, {"a": 2}], columns=["a", "b"])
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5 |", "| 2 |  |"]
+
+
+TINY = """
+description = "tiny run for the reproduce test"
+[data]
+preset = "shapes-32"
+n_train = 16
+n_val = 8
+augment = false
+seed = 0
+[model]
+name = "local-cnn"
+[model.kwargs]
+width = 4
+depth = 2
+norm = "none"
+[optim]
+name = "adam"
+lr = 1e-2
+[train]
+epochs = 1
+batch_size = 8
+loss = "bce"
+seed = 0
+device = "cpu"
+"""
+
+
+def test_reproduce_pipeline_writes_report_and_does_not_redo_finished_steps(tmp_path: Path):
+    import json
+
+    from jordanlab.report.reproduce import reproduce
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "out"
+    index = reproduce(out, plan=(("tiny", str(cfg)),), eval_n=4, kernels=False, progress=False)
+    page = index.read_text()
+    ev = json.loads((out / "runs" / "tiny" / "eval.json").read_text())
+    assert set(ev["suites"]) >= {"test", "spiral", "large-4x"}
+    assert "perfect-image rate per suite" in page and "gallery.png" in page
+    steps = {s["step"] for s in json.loads((out / "reproduce.json").read_text())["steps"]}
+    assert steps == {"gallery", "train tiny", "eval tiny"}
+    mtime = (out / "runs" / "tiny" / "eval.json").stat().st_mtime_ns
+    reproduce(out, plan=(("tiny", str(cfg)),), eval_n=4, kernels=False, progress=False)
+    assert (out / "runs" / "tiny" / "eval.json").stat().st_mtime_ns == mtime
+    assert "| spiral |" in (out / "summary.md").read_text()
