@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jordanlab demo --out runs/demo
+	$(BIN)/jordanlab reproduce --quick --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
