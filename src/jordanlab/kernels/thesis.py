@@ -1,20 +1,27 @@
-"""The talk's thesis measured on the closure task: networks against their kernel machines.
+"""The talk's thesis measured on the closure task: trained networks against their kernel machines.
 
 Scalar variant of the task (:func:`jordanlab.data.make_point_task`: a curve plus a marked pixel,
-target ``y = +1`` inside, ``-1`` outside), on ``shapes-32`` and the OOD suites drawn on a 32-pixel
-canvas. On one training set we compare
+target ``y = +1`` inside, ``-1`` outside), trained on ``shapes-32`` (the data layer's smallest
+canvas) and tested in distribution and on the OOD suites drawn on a 32-pixel canvas (``large-2x``:
+64×64). On one training set we compare
 
 (a) kernel regression ``f*(x) = K(x, X) (K(X, X) + λI)^{-1} y`` with the infinite-width NTK of a
     ReLU MLP (flattened image) and of a ReLU CNN with a flatten readout (CNTK-V; CNTK-GAP too with
     ``cntk_gap=True``: it needs a (H·W)² pixel-pair tensor per pair, too slow on two cores);
-(b) finite NTK-parameterized CNNs (:func:`jordanlab.kernels.infinite.ntk_cnn`, flatten and GAP
-    readouts; our own small scalar CNNs, not the talk's U-Net) trained by full-batch GD on the MSE
-    loss, through :func:`jordanlab.kernels.path_decomposition`, which records Domingos' path
-    kernel on the way;
-(c) kernel regression with each trained network's final tangent kernel and with its path kernel.
+(b) finite dense networks of the learning issue read as point classifiers: the network maps the
+    boundary (channel 0) to a logit map and ``f(x) = Σ_pixels logits · marker`` is the logit at the
+    marked pixel (:class:`PointReadout`). A U-Net (``norm="none"``, global receptive field) and the
+    learned row scan ``scan`` (tanh gate: the parity rule is expressible exactly), trained with
+    minibatch Adam on the logistic loss until they fit the training set;
+(c) kernel regression with each trained network's final tangent kernel (on the scalar readout)
+    and with its *checkpoint* path kernel ``Σ_c η_c ∇f(w_c, x)·∇f(w_c, x')`` over ``checkpoints``
+    weights along the Adam run (:func:`jordanlab.kernels.checkpoint_path_kernel`, TracInCP-style,
+    η_c = lr × steps per checkpoint). This is an approximation of Domingos' path kernel: the exact
+    decomposition needs plain (S)GD, and Adam's update is not ``−lr ∇L``.
 
 Accuracy is ``mean(sign f(x) == y)``; ``agreement`` is the fraction of test points where a kernel
-machine and its network give the same sign. ``large-2x`` (64×64) only fits the GAP network.
+machine and its network give the same sign. Kernels need same-size inputs, so kernel machines have
+no ``large-2x`` entry; the networks run on any canvas.
 
 :func:`arora_check` checks Arora et al.'s theorem (a wide network trained by GD equals the NTK
 predictor) on the same data; :func:`infinite_check` writes it with the width-convergence tables.
@@ -22,6 +29,7 @@ predictor) on the same data; :func:`infinite_check` writes it with the width-con
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -35,12 +43,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .infinite import cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence
-from .path import path_decomposition
+from .checkpoint import checkpoint_path_kernel
+from .infinite import cnn_kernels, mlp_kernels, ntk_mlp, width_convergence
 from .regression import kernel_regression
 from .tangent import tangent_kernel
 
-__all__ = ["ThesisConfig", "run_thesis", "arora_check", "infinite_check"]
+__all__ = ["ThesisConfig", "PointReadout", "run_thesis", "arora_check", "infinite_check"]
 
 IN_DIST = "shapes-32"
 SUITES = ("multi-2", "multi-3", "nested", "spiral", "polygon", "randomwalk", "thick", "large-2x")
@@ -50,28 +58,31 @@ SUITES = ("multi-2", "multi-3", "nested", "spiral", "polygon", "randomwalk", "th
 class ThesisConfig:
     """Sizes and hyperparameters of :func:`run_thesis`.
 
-    Defaults are the full run: about 10 CPU-minutes, extrapolated from ``n_train=96, n_test=24,
-    steps=60`` (218 s CPU, 1 thread), dominated by the exact path decomposition of the two networks.
-    ``QUICK`` takes about 5 s CPU.
+    ``networks`` holds ``(label, registry name, ((keyword, value), ...))`` triples; every model is
+    built with ``in_channels=1`` (and ``norm="none"`` where it has the option) and trained for
+    ``steps`` minibatch Adam steps on the logistic loss of the point readout.
     """
 
-    n_train: int = 160  # training images of shapes-32 (point task)
-    n_test: int = 40  # test images per suite (and in distribution)
+    n_train: int = 256  # training images of shapes-32 (point task)
+    n_test: int = 64  # test images per suite (and in distribution)
     suites: tuple[str, ...] = SUITES
-    depth: int = 3  # hidden layers of every kernel and network
-    width: int = 16  # channels of the finite CNNs
-    steps: int = 100  # full-batch GD steps
-    lr_factor: float = 0.2  # lr = lr_factor · N / λ_max(initial tangent kernel); 0.5 = critically damped top mode
+    depth: int = 3  # hidden layers of the closed-form NTK kernels
+    networks: tuple[tuple[str, str, tuple[tuple[str, object], ...]], ...] = (
+        ("unet", "unet", (("width", 8), ("depth", 3))),
+        ("scan", "scan", (("width", 8), ("encoder_depth", 2), ("head_width", 8))),
+    )
+    steps: int = 300  # Adam steps (75 epochs of 256 at batch 64)
+    batch_size: int = 64
+    lr: float = 3e-3
+    checkpoints: int = 4  # weights along the run for the checkpoint path kernel (0: none)
     ridge: float = 1e-8  # λ = ridge · trace(K)/N, raised ×100 until K + λI is invertible
     cntk_gap: bool = False
     path_kernel: bool = True
-    path_mode: str = "exact"  # path_decomposition mode: "exact" (Gauss-Legendre per step) or "tangent" (O(lr))
     seed: int = 0
 
 
-QUICK = ThesisConfig(
-    n_train=16, n_test=6, suites=("nested", "large-2x"), depth=2, width=8, steps=8
-)
+QUICK = ThesisConfig(n_train=32, n_test=8, suites=("nested", "spiral", "large-2x"), depth=2, steps=120,
+                     batch_size=32, checkpoints=2)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -121,10 +132,72 @@ def _point_data(cfg: ThesisConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str
     return x, y, tests
 
 
-def _initial_lr(net: nn.Module, x: torch.Tensor, factor: float) -> float:
-    lam = float(torch.linalg.eigvalsh(tangent_kernel(net, x, dtype=torch.float64))[-1])
-    # mean-MSE GD moves f(X) by -(2 lr / N) K (f - y): the top mode contracts by 1 - 2 lr λ/N
-    return factor * x.shape[0] / lam
+class PointReadout(nn.Module):
+    """A dense network read at the marked pixel: ``f(x) = Σ_pixels net(x[:, :1]) · x[:, 1]``.
+
+    ``x`` is ``(N, 2, H, W)`` (boundary, one-hot marker) as :func:`jordanlab.data.make_point_task`
+    returns it; the output is ``(N,)``, the logit of the marked pixel. The dense network never sees
+    the marker, so it runs on any canvas it supports.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(x[:, :1]) * x[:, 1:2]).sum(dim=(1, 2, 3))
+
+
+def _build(name: str, kwargs: dict) -> PointReadout:
+    import inspect
+
+    from jordanlab.models import MODELS, build
+
+    kw = dict(kwargs)
+    if "norm" in inspect.signature(MODELS[name]).parameters:
+        kw.setdefault("norm", "none")  # no BatchNorm: a function of the weights alone (tangent kernels)
+    return PointReadout(build(name, in_channels=1, **kw))
+
+
+def _train(model: PointReadout, x: torch.Tensor, y: torch.Tensor, cfg: ThesisConfig, seed: int,
+           progress: bool) -> tuple[list[dict[str, torch.Tensor]], list[float], list[float]]:
+    """Minibatch Adam on the logistic loss ``log(1 + exp(−y f(x)))``; returns checkpoints.
+
+    Batches are consecutive slices of a fresh permutation every epoch (a trailing partial batch
+    is dropped). Checkpoints are the weights at the start of each of ``cfg.checkpoints`` equal segments of the
+    run (the first is the initialization), with η_c = lr × (steps in the segment) / batch size;
+    also the loss history (every 10 steps).
+    """
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    n = x.shape[0]
+    xf, yf = x.float(), y.float()
+    c = max(cfg.checkpoints, 0)
+    marks = sorted({int(round(k * cfg.steps / c)) for k in range(c)}) if c else []
+    ckpts, etas, losses = [], [], []
+    bounds = marks + [cfg.steps]
+    it = range(cfg.steps)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="thesis train", leave=False)
+    for step in it:
+        if step in marks:
+            ckpts.append(copy.deepcopy(model.state_dict()))
+            k = marks.index(step)
+            etas.append(cfg.lr * (bounds[k + 1] - bounds[k]) / min(cfg.batch_size, n))
+        b = min(cfg.batch_size, n)
+        if step % (n // b) == 0:  # a new epoch: reshuffle (full batch when batch_size >= n)
+            perm = torch.randperm(n, generator=g)
+        j = step % (n // b)
+        idx = perm[j * b:(j + 1) * b]
+        loss = nn.functional.softplus(-yf[idx] * model(xf[idx])).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 0:
+            losses.append(loss.item())
+    return ckpts, etas, losses
 
 
 # --------------------------------------------------------------------------- the thesis
@@ -143,9 +216,10 @@ def run_thesis(
     ----------
     out_dir : path
         Created if missing; receives ``thesis.json`` (config, per-method per-suite accuracy and
-        agreement, ridges, path residuals, timings) and ``thesis.png`` (bar chart).
+        agreement, ridges, training details, timings) and ``thesis.png`` (accuracy bars and
+        agreement with the network).
     quick : bool
-        Tiny sizes (``QUICK``), about a minute; ignored when ``config`` is given.
+        Tiny sizes (``QUICK``), well under a minute; ignored when ``config`` is given.
     config : ThesisConfig, optional
     progress : bool
 
@@ -153,7 +227,8 @@ def run_thesis(
     -------
     dict
         The content of ``thesis.json``; ``accuracy[method][suite]`` (``None`` where a method
-        does not apply, e.g. a fixed-size model on ``large-2x``).
+        does not apply: a kernel machine on ``large-2x``), ``agreement_with_network[method][suite]``
+        for the kernel machines of a network (``"<net>/tangent-final"``, ``"<net>/path-checkpoint"``).
     """
     cfg = config if config is not None else (QUICK if quick else ThesisConfig())
     out = Path(out_dir)
@@ -172,7 +247,6 @@ def run_thesis(
     ridges: dict[str, float] = {}
     extra: dict[str, object] = {}
     timing: dict[str, float] = {}
-
     inside: dict[str, dict[str, float | None]] = {}
 
     def score(name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
@@ -185,6 +259,8 @@ def run_thesis(
             acc[name][s] = _accuracy(f, tests[s][1])
             inside[name][s] = float((f > 0).double().mean())
             agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
+        if ref is not None:
+            extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
 
     # (a) infinite-width NTK regression
     infinite = [("ntk-mlp", lambda a, b: mlp_kernels(a.flatten(1), None if b is None else b.flatten(1), cfg.depth)[1]),
@@ -198,56 +274,51 @@ def run_thesis(
         k_st = kfn(xq, x)
         f, ridges[name] = _regress(k_tt, k_st, y, cfg.ridge)
         score(name, f)
+        extra[f"{name}/train_accuracy"] = _accuracy(f[:n], y)
         timing[name] = time.perf_counter() - t0
 
-    # (b) finite networks trained by full-batch GD on MSE, (c) their kernel machines
-    for readout in ("flatten", "gap"):
-        name = f"cnn-{readout}"
+    # (b) finite dense networks read at the marker, (c) their kernel machines
+    for k, (name, arch, kw) in enumerate(cfg.networks):
         t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(cfg.seed)
-        net = ntk_cnn(2, cfg.width, cfg.depth, readout=readout, image_size=tuple(x.shape[2:]), generator=g)
-        lr = _initial_lr(net, x, cfg.lr_factor)
-        if cfg.path_kernel:
-            dec = path_decomposition(net, x, y, xq, loss="mse", lr=lr, steps=cfg.steps, mode=cfg.path_mode,
-                                     progress=progress)
-            extra[f"{name}/path_relative_residual"] = dec.relative_residual
-        else:
-            dt = next(net.parameters()).dtype
-            xd, yd = x.to(dt), y.to(dt)
-            opt = torch.optim.SGD(net.parameters(), lr=lr)
-            for _ in range(cfg.steps):  # the same full-batch GD on mean MSE, without recording
-                opt.zero_grad()
-                ((net(xd).reshape(-1) - yd) ** 2).mean().backward()
-                opt.step()
-        extra[f"{name}/lr"] = lr
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG state
+            torch.manual_seed(cfg.seed * 1_000_003 + k)
+            model = _build(arch, dict(kw))
+        ckpts, etas, losses = _train(model, x, y, cfg, cfg.seed * 1_000_003 + k, progress)
+        model.eval()
+        extra[f"{name}/parameters"] = sum(p.numel() for p in model.parameters())
+        extra[f"{name}/loss_every_10_steps"] = losses
+        md = copy.deepcopy(model).double()
         with torch.no_grad():
-            dtype = next(net.parameters()).dtype
-            fq = net(xq.to(dtype)).reshape(-1).double()
-            f_big = {} if readout != "gap" else {
-                s: net(v[0].to(dtype)).reshape(-1).double() for s, v in tests.items() if s not in spans
-            }
+            fq = md(xq)
+            f_big = {s: md(v[0]) for s, v in tests.items() if s not in spans}
         extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
         score(name, fq)
-        for s, f in f_big.items():  # a GAP network runs on any canvas
+        for s, f in f_big.items():  # a dense network runs on any canvas
             acc[name][s] = _accuracy(f, tests[s][1])
             inside[name][s] = float((f > 0).double().mean())
         ref = {s: fq[spans[s]] for s in spans}
         timing[name] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        kq = tangent_kernel(net, xq, x, dtype=torch.float64)
+        kq = tangent_kernel(md, xq, x, dtype=torch.float64)
         f, ridges[f"{name}/tangent-final"] = _regress(kq[:n], kq, y, cfg.ridge)
         score(f"{name}/tangent-final", f, ref)
         timing[f"{name}/tangent-final"] = time.perf_counter() - t0
-        if cfg.path_kernel:
-            kp = dec.path_kernel.double()
-            f, ridges[f"{name}/path"] = _regress(kp[:n], kp, y, cfg.ridge)
-            score(f"{name}/path", f, ref)
+        if cfg.path_kernel and ckpts:
+            t0 = time.perf_counter()
+            cp = checkpoint_path_kernel(ckpts, etas, lambda a=arch, w=dict(kw): _build(a, w), x, xq,
+                                        loss="mse", dtype=torch.float64, progress=progress)
+            kp = cp.path_kernel.double()
+            f, ridges[f"{name}/path-checkpoint"] = _regress(kp[:n], kp, y, cfg.ridge)
+            score(f"{name}/path-checkpoint", f, ref)
+            extra[f"{name}/checkpoint_etas"] = etas
+            timing[f"{name}/path-checkpoint"] = time.perf_counter() - t0
 
     result = {
         "table": _table(acc, agree),
         "config": dataclasses.asdict(cfg),
-        "task": f"make_point_task('{IN_DIST}') train; suites at size 32; y = +1 inside, -1 outside",
+        "task": f"make_point_task('{IN_DIST}') train; suites at size 32 (large-2x: 64); y = +1 inside, -1 outside",
+        "path_kernel_note": "path-checkpoint = TracInCP sum over Adam checkpoints: an approximation, not Domingos' exact path kernel",
         "n_train": n,
         "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
         "accuracy": acc,
@@ -264,13 +335,15 @@ def run_thesis(
 
 
 def _table(acc: dict[str, dict[str, float | None]], agree: dict[str, dict[str, float | None]]) -> list[dict]:
-    """Rows ``{"method", <suite>: accuracy, ..., "agreement in-dist"}`` for reports."""
+    """Rows ``{"method", <suite>: accuracy, ..., agreement in-dist, agreement OOD}`` for reports."""
     rows = []
     for m, row in acc.items():
         r: dict[str, object] = {"method": m}
         r.update({s: (float("nan") if v is None else v) for s, v in row.items()})
-        a = agree.get(m, {}).get("in-dist")
-        r["sign agreement with net (in-dist)"] = float("nan") if a is None else a
+        a = agree.get(m, {})
+        r["sign agreement with net (in-dist)"] = float("nan") if a.get("in-dist") is None else a["in-dist"]
+        ood = [v for s, v in a.items() if s != "in-dist" and v is not None]
+        r["sign agreement with net (OOD mean)"] = float(np.mean(ood)) if ood else float("nan")
         rows.append(r)
     return rows
 
@@ -281,20 +354,29 @@ def _plot_thesis(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    acc = result["accuracy"]
+    acc, agree = result["accuracy"], result["agreement_with_network"]
     methods = list(acc)
     suites = list(next(iter(acc.values())))
-    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(suites)), 4.5))
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(9, 1.3 * len(suites)), 8), sharex=True)
     w = 0.8 / len(methods)
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     for i, m in enumerate(methods):
-        vals = [acc[m][s] if acc[m][s] is not None else np.nan for s in suites]
-        ax.bar(np.arange(len(suites)) + (i - (len(methods) - 1) / 2) * w, vals, w, label=m)
-    ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xticks(np.arange(len(suites)), suites, rotation=30, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy (is the marked pixel inside?)")
-    ax.set_title(f"point task, trained on {IN_DIST} (n = {result['n_train']})")
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+        pos = np.arange(len(suites)) + (i - (len(methods) - 1) / 2) * w
+        ax.bar(pos, [acc[m][s] if acc[m][s] is not None else np.nan for s in suites], w, label=m, color=cmap(i))
+        if any(v is not None for v in agree[m].values()):
+            bx.bar(pos, [agree[m][s] if agree[m][s] is not None else np.nan for s in suites], w, label=m,
+                   color=cmap(i))
+    for a in (ax, bx):
+        a.axhline(0.5, color="k", lw=0.8, ls="--")
+        a.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (marked pixel inside?)")
+    bx.set_ylabel("sign agreement with its network")
+    bx.set_xticks(np.arange(len(suites)), suites, rotation=30, ha="right")
+    ax.set_title(f"point task, trained on {IN_DIST} (n = {result['n_train']}); "
+                 "kernel machines have no large-2x entry")
+    ax.legend(fontsize=7, ncol=3, loc="lower left")
+    if bx.get_legend_handles_labels()[0]:
+        bx.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
