@@ -160,3 +160,36 @@ def test_every_shipped_config_resolves_and_builds(path):
         from jordanlab.train import is_recurrent
 
         assert is_recurrent(model), f"{path.name}: progressive objective needs a recurrent model"
+
+
+def test_gate_penalty_keys_are_checked(tmp_path):
+    c = load_config(_write(tmp_path, "[train]\ngate_penalty = 0.05\ngate_penalty_start = 7\ngate_penalty_full = 14\n"
+                           "[optim]\nschedule = \"onecycle\"\n"))
+    assert (c.train.gate_penalty, c.train.gate_penalty_start, c.train.gate_penalty_full) == (0.05, 7, 14)
+    assert c.optim.schedule == "onecycle"
+    with pytest.raises(ConfigError, match=r"'train\.gate_penalty'.*>= 0"):
+        load_config(_write(tmp_path, "[train]\ngate_penalty = -1\n"))
+    with pytest.raises(ConfigError, match=r"'train\.gate_penalty_full'.*>= train\.gate_penalty_start = 9"):
+        load_config(_write(tmp_path, "[train]\ngate_penalty_start = 9\ngate_penalty_full = 3\n"))
+    with pytest.raises(ConfigError, match=r"'train\.gate_penalty'.*standard objective"):
+        load_config(_write(tmp_path, "[train]\ngate_penalty = 0.1\nobjective = \"progressive\"\n"))
+    with pytest.raises(ConfigError, match=r"'optim\.schedule'.*onecycle"):
+        load_config(_write(tmp_path, "[optim]\nschedule = \"triangle\"\n"))
+
+
+def test_quick_parity_scan_config_is_the_prototype_recipe():
+    """2,000 images, batch 32, 32 epochs = 2,016 steps; warm-up 10 %; penalty ramp 35 % → 70 % of the steps."""
+    from jordanlab import models
+    from jordanlab.train.objectives import has_gates
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "quick-parity-scan.toml"
+    cfg = load_config(path)
+    steps = cfg.train.epochs * -(-cfg.data.n_train // cfg.train.batch_size)
+    assert steps == 2016
+    assert (cfg.optim.name, cfg.optim.schedule, cfg.optim.lr) == ("adam", "onecycle", 5e-3)
+    assert cfg.optim.warmup_steps == round(0.1 * steps)
+    assert (cfg.train.gate_penalty_start, cfg.train.gate_penalty_full) == (round(0.35 * steps), round(0.7 * steps))
+    for path in CONFIGS:
+        c = load_config(path)
+        if c.train.gate_penalty > 0:
+            assert has_gates(models.build(c.model.name, **c.model.kwargs)), path.name

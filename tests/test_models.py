@@ -35,6 +35,7 @@ SMALL: dict[str, dict] = {
     "cnn-gc": dict(width=4, depth=4),
     "recurrent": dict(width=4, iters=3),
     "scan": dict(width=4, head_width=4, directions=("right", "up")),
+    "parity-scan": dict(width=4),
 }
 LEARNED = sorted(SMALL)
 #: Options that select the BatchNorm-free variant (needed for tangent-kernel analysis).
@@ -93,6 +94,8 @@ def test_unknown_keyword_is_named():
         ("scan", dict(gate="relu"), ValueError, "gate='relu'"),
         ("scan", dict(directions=("east",)), ValueError, "directions"),
         ("scan", dict(method="fft"), ValueError, "method='fft'"),
+        ("parity-scan", dict(gate="cos"), ValueError, "gate='cos'"),
+        ("parity-scan", dict(width=0), ValueError, "width must be >= 1"),
     ],
 )
 def test_bad_option_is_named(name, kw, exc, pattern):
@@ -587,6 +590,90 @@ def test_hand_set_scan_net_equals_the_exact_fill(suite, size):
     # The same weights with a positive gate cannot flip the sign: the fill is lost.
     pred_sigmoid = (_exact_fill_scan_net(gate="sigmoid")(x) > 0).squeeze(1).numpy()
     assert (pred_sigmoid == boundaries.astype(bool)).all()
+
+
+def _exact_parity_scan_net(gate: str = "tanh", k: float = 20.0) -> torch.nn.Module:
+    """``parity-scan`` with hand-set weights implementing the thin-curve crossing rule.
+
+    Window conv (2×3: rows r, r+1; columns c−1 … c+1), then ReLU:
+    u₀ = ReLU(3B + below − 3) = d, u₁ = ReLU(d − 1), u₂ = ReLU(d − 2) (d ≤ 3 crossing edges down);
+    1×1 then ReLU: m = ReLU(u₀ − 2u₁ + 2u₂) = d mod 2; z = k(1 − 2m), so a = tanh(±k) = ±1 in
+    float32 for k = 20; h0 = 1, h_c = ∏_{c' ≥ c} a_{c'} = (−1)^(crossings right of and at c);
+    head: logit = 2·ReLU(B) + 2·ReLU(−h) − 1 (figure iff curve pixel or h = −1).
+    """
+    net = build("parity-scan", width=3, gate=gate)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        for ch, bias in enumerate([-3.0, -4.0, -5.0]):
+            net.window.weight[ch, 0, 0, 1] = 3.0
+            net.window.weight[ch, 0, 1, :] = 1.0
+            net.window.bias[ch] = bias
+        net.gate_mlp[1].weight[0, :, 0, 0] = torch.tensor([1.0, -2.0, 2.0])
+        net.gate_mlp[3].weight[0, 0, 0, 0] = -2 * k
+        net.gate_mlp[3].bias[0] = k
+        net.h0.fill_(1.0)
+        net.head[0].weight[0, 0, 0, 0] = 1.0  # B
+        net.head[0].weight[1, 1, 0, 0] = -1.0  # -h
+        net.head[2].weight[0, :2, 0, 0] = 2.0
+        net.head[2].bias[0] = -1.0
+    return net.eval()
+
+
+@pytest.mark.parametrize(
+    ("suite", "size"),
+    [("shapes-32", None), ("multi-5", 32), ("nested", 32), ("spiral", 32), ("polygon", 32),
+     ("randomwalk", 32), ("large-4x", 32), ("spiral", 64)],
+)
+def test_hand_set_parity_scan_equals_the_exact_fill(suite, size):
+    from jordanlab.data import make
+    from jordanlab.topology import fill
+
+    kw = {} if size is None else {"size": size}
+    boundaries, masks = make(suite, "test", n=12, **kw)
+    x = torch.from_numpy(boundaries).float()[:, None]
+    net = _exact_parity_scan_net()
+    a = net.gates(x)
+    assert set(a.unique().tolist()) <= {-1.0, 1.0}  # tanh(±20) rounds to ±1 in float32
+    assert net.gate_penalty(a).item() == 0.0
+    pred = (net(x) > 0).squeeze(1).numpy().astype(np.uint8)
+    np.testing.assert_array_equal(pred, masks)
+    np.testing.assert_array_equal(masks, fill(boundaries))
+    # The same weights with a positive gate: a ∈ {σ(−20), σ(20)} > 0, h > 0, only the curve is figure.
+    pred_sigmoid = (_exact_parity_scan_net(gate="sigmoid")(x) > 0).squeeze(1).numpy()
+    assert (pred_sigmoid == boundaries.astype(bool)).all()
+
+
+def test_parity_scan_gate_sees_only_its_window_and_channel_zero():
+    torch.manual_seed(3)
+    net = build("parity-scan", in_channels=2, width=4)
+    x = torch.rand(1, 2, 9, 11, requires_grad=True)
+    a = net.gates(x)
+    a[0, 0, 4, 5].backward()
+    g = x.grad[0].abs()
+    assert g[1].sum() == 0  # channel 1 reaches the head only
+    support = torch.nonzero(g[0]).tolist()
+    assert support and all(r in (4, 5) and c in (4, 5, 6) for r, c in support)
+    # forward is readout(gates): the head sees every channel, the scan reaches the right border.
+    x2 = x.detach().clone()
+    assert torch.equal(net(x2), net.readout(x2, net.gates(x2)))
+    y = x2.clone()
+    y[0, 1, 4, 5] += 1.0
+    assert not torch.equal(net(y)[0, 0, 4, 5], net(x2)[0, 0, 4, 5])
+    y = x2.clone()
+    y[0, 0, 8, 10] = 5.0  # bottom-right corner: changes the gate at (7, 9) and (8, 9..10)
+    diff = (net(y) != net(x2))[0, 0]
+    assert diff[7, 0] and diff[8, 0] and not diff[6].any()
+
+
+def test_parity_scan_penalty_is_zero_at_unit_gates_only():
+    tanh_net, sig_net = build("parity-scan", width=2), build("parity-scan", width=2, gate="sigmoid")
+    a = torch.tensor([[-1.0, 1.0]])
+    assert tanh_net.gate_penalty(a).item() == 0.0
+    assert tanh_net.gate_penalty(torch.zeros(3)).item() == 1.0
+    assert sig_net.gate_penalty(torch.tensor([0.0, 1.0])).item() == 0.0
+    assert sig_net.gate_penalty(torch.full((3,), 0.5)).item() == 1.0
+    assert tanh_net.gate_penalty(torch.tensor([0.5])).item() == pytest.approx(0.75)
 
 
 def test_scan_methods_agree_inside_the_network():

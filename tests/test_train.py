@@ -341,3 +341,71 @@ def test_checkpoint_round_trip_restores_rng_and_config(tmp_path):
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in ck["model"])
     assert math.isfinite(sum(float(v.sum()) for v in ck["model"].values()))
+
+
+# ---------------------------------------------------------------- one-cycle schedule, gate penalty
+
+
+@pytest.mark.parametrize(("total", "warmup", "base"), [(2000, 200, 5e-3), (37, 5, 0.1), (10, 2, 1.0)])
+def test_onecycle_equals_torch_one_cycle_lr(total, warmup, base):
+    c = OptimConfig(lr=base, schedule="onecycle", warmup_steps=warmup, min_lr_ratio=1 / (25 * 1e4))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=base, total_steps=total, pct_start=warmup / total,
+                                              cycle_momentum=False)
+    for s in range(total):
+        assert learning_rate(s, c, total_steps=total) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9), s
+        opt.step()
+        ref.step()
+    assert learning_rate(0, c, total_steps=total) == pytest.approx(base / 25)
+    assert learning_rate(warmup - 1, c, total_steps=total) == pytest.approx(base)
+    assert learning_rate(total - 1, c, total_steps=total) == pytest.approx(base / 25e4)
+
+
+def test_gate_penalty_ramp_by_hand():
+    from jordanlab.train.objectives import build_objective
+
+    obj = build_objective(TrainConfig(gate_penalty=0.05, gate_penalty_start=700, gate_penalty_full=1400))
+    assert [obj.penalty_weight(s) for s in (0, 699, 700)] == [0.0, 0.0, 0.0]
+    assert obj.penalty_weight(1050) == pytest.approx(0.025)
+    assert obj.penalty_weight(1400) == obj.penalty_weight(5000) == pytest.approx(0.05)
+    step = build_objective(TrainConfig(gate_penalty=0.1, gate_penalty_start=3, gate_penalty_full=3))
+    assert (step.penalty_weight(2), step.penalty_weight(3)) == (0.0, 0.1)
+    assert build_objective(TrainConfig()).penalty_weight(10) == 0.0
+
+
+def test_gate_penalty_loss_is_pixel_loss_plus_weighted_penalty():
+    from jordanlab.models import build
+    from jordanlab.train.objectives import build_objective
+
+    torch.manual_seed(0)
+    model = build("parity-scan", width=4)
+    x = (torch.rand(3, 1, 10, 12) > 0.7).float()
+    y = (torch.rand(3, 1, 10, 12) > 0.5).float()
+    obj = build_objective(TrainConfig(gate_penalty=0.2, gate_penalty_start=10, gate_penalty_full=20))
+    net = obj.module(model)
+    a = model.gates(x)
+    expected = pixel_loss(model(x), y) + 0.1 * (1 - a * a).mean()
+    loss, logits = obj.loss(net, x, y, step=15)
+    assert torch.equal(logits, model(x))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss0, _ = obj.loss(net, x, y, step=0)
+    assert loss0.item() == pytest.approx(pixel_loss(model(x), y).item(), rel=1e-6)
+
+
+def test_gate_penalty_on_a_model_without_gates_fails_before_writing(tmp_path):
+    cfg = tiny_config(gate_penalty=0.05)
+    with pytest.raises(ValueError, match="train.gate_penalty"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_parity_scan_trains_with_onecycle_and_gate_penalty(tmp_path):
+    base = tiny_config(epochs=3, batch_size=4, gate_penalty=0.05, gate_penalty_start=2, gate_penalty_full=8)
+    cfg = Config(description="parity-scan", data=base.data, model=ModelConfig(name="parity-scan", kwargs={"width": 4}),
+                 optim=OptimConfig(name="adam", lr=5e-3, schedule="onecycle", warmup_steps=3, grad_clip=1.0),
+                 train=base.train)
+    final = train(cfg, tmp_path / "run", progress=False)
+    assert final["step"] == 12 and math.isfinite(final["loss"])
+    model, loaded = load_model(tmp_path / "run")
+    assert loaded == cfg and type(model).__name__ == "ParityScanNet"
+    assert final["lr"] == pytest.approx(learning_rate(11, cfg.optim, total_steps=12))

@@ -7,12 +7,13 @@
 from .cnn import LocalCNN
 from .recurrent import RecurrentNet, progressive_rollout, run_until_stable
 from .registry import MODELS, build, count_parameters, model_table, receptive_field
-from .scan import RowScanNet, linear_scan
+from .scan import ParityScanNet, RowScanNet, linear_scan
 from .unet import UNet
 
 __all__ = [
     "MODELS",
     "LocalCNN",
+    "ParityScanNet",
     "RecurrentNet",
     "RowScanNet",
     "UNet",

@@ -11,7 +11,7 @@ from jordanlab.topology import PropagationNet, ScanNet
 
 from .cnn import UNET_CONV_LAYERS, LocalCNN
 from .recurrent import RecurrentNet
-from .scan import RowScanNet
+from .scan import ParityScanNet, RowScanNet
 from .unet import UNet
 
 
@@ -128,6 +128,13 @@ def scan(
     )
 
 
+def parity_scan(
+    *, in_channels: int = 1, width: int = 16, gate: str = "tanh", method: str = "doubling"
+) -> nn.Module:
+    """Learned parity rule: gate from the 2×3 crossing window, product scan h = a·h' along rows, 1×1 head."""
+    return ParityScanNet(in_channels=in_channels, width=width, gate=gate, method=method)
+
+
 def _check_one_channel(in_channels: int, name: str) -> None:
     if in_channels != 1:
         raise ValueError(f"{name} reads a single boundary channel; in_channels must be 1, got {in_channels!r}")
@@ -156,6 +163,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn-gc": cnn_gc,
     "recurrent": recurrent,
     "scan": scan,
+    "parity-scan": parity_scan,
     "programmed-propagation": programmed_propagation,
     "programmed-scan": programmed_scan,
 }

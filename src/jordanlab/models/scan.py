@@ -178,3 +178,82 @@ class RowScanNet(nn.Module):
         axes = {"rows" if d in ("right", "left") else "columns" for d in self.directions}
         return "global along " + " and ".join(sorted(axes, reverse=True))
 
+
+
+class ParityScanNet(nn.Module):
+    r"""A learned parity rule: a gate from the 2×3 crossing window, a pure product scan, a 1×1 head.
+
+    - Gate network (sees boundary channel 0 only): the window of rows r, r+1 and columns
+      c−1 … c+1 (zero outside the canvas) → (2×3) conv 1→``width`` → ReLU → 1×1 ``width``→``width``
+      → ReLU → 1×1 ``width``→1 = z, and a = tanh(z) (``gate="tanh"``, a ∈ (−1, 1)) or
+      a = σ(z) (``gate="sigmoid"``, a ∈ (0, 1)). The last bias starts at 2 ("hold": a ≈ 0.96 or
+      0.88), since a product of gates near 0 would kill the gradient.
+    - Scan from the right border, one channel, no input term:
+      :math:`h_c = a_c h_{c+1}`, :math:`h_W = h_0` (learned), i.e. :math:`h_c = h_0 \prod_{c' \ge c} a_{c'}`.
+    - Head (sees every input channel and h): 1×1 conv (C+1)→``width`` → ReLU → 1×1 → one logit.
+
+    The exact thin-curve rule is expressible with the tanh gate: with d = ReLU(3B_{r,c} +
+    B_{r+1,c−1} + B_{r+1,c} + B_{r+1,c+1} − 3) (the curve edges going down from a curve pixel,
+    see :class:`jordanlab.topology.ScanNet`), z = s(1 − 2 (d mod 2)) gives a = ±1 in float32 for
+    s ≳ 9, and h = ±h0 is the parity of the crossings to the right. A positive gate keeps the
+    sign of h0, so it cannot.
+
+    The gates are exposed without hidden state: :meth:`gates` computes a, :meth:`readout` maps
+    (x, a) to logits, and ``forward(x) = readout(x, gates(x))``; a training objective that
+    penalises the gates calls the two halves (see ``jordanlab.train.objectives.StandardObjective``).
+
+    Parameters
+    ----------
+    in_channels : int
+        C of the ``(N, C, H, W)`` input; channel 0 is the boundary.
+    width : int
+        Hidden channels of the gate network and of the head.
+    gate : {"tanh", "sigmoid"}
+        Gate squashing.
+    method : {"doubling", "sequential"}
+        Scan implementation (see :func:`linear_scan`).
+    """
+
+    def __init__(self, *, in_channels: int = 1, width: int = 16, gate: str = "tanh", method: str = "doubling") -> None:
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        check_positive_int(width, "width")
+        if gate not in GATES:
+            raise ValueError(f"gate={gate!r} is not supported; expected one of {GATES}")
+        if method not in SCAN_METHODS:
+            raise ValueError(f"method={method!r} is not supported; expected one of {SCAN_METHODS}")
+        self.gate, self.method = gate, method
+        self.window = nn.Conv2d(1, width, (2, 3))
+        self.gate_mlp = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, 1, 1))
+        self.h0 = nn.Parameter(torch.ones(1))
+        self.head = nn.Sequential(nn.Conv2d(in_channels + 1, width, 1), nn.ReLU(), nn.Conv2d(width, 1, 1))
+        with torch.no_grad():
+            self.gate_mlp[-1].bias.fill_(2.0)
+
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """z ``(N, 1, H, W)`` from the 2×3 window (rows r, r+1; columns c−1 … c+1) of channel 0."""
+        check_images(x, self.in_channels)
+        window = nn.functional.pad(x[:, :1], (1, 1, 0, 1))
+        return self.gate_mlp(self.window(window))
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """a = tanh(z) or σ(z), ``(N, 1, H, W)``."""
+        z = self.gate_logits(x)
+        return torch.tanh(z) if self.gate == "tanh" else torch.sigmoid(z)
+
+    def gate_penalty(self, a: torch.Tensor) -> torch.Tensor:
+        """Unit-modulus penalty: mean(1 − a²) (tanh) or mean(4a(1 − a)) (sigmoid); 0 iff every a is at an end of its range."""
+        return (1.0 - a * a).mean() if self.gate == "tanh" else (4.0 * a * (1.0 - a)).mean()
+
+    def readout(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, 1, H, W)`` from the input and the gates: h_c = a_c h_{c+1}, head([x, h])."""
+        h = linear_scan(a, torch.zeros_like(a), self.h0.view(1, 1, 1, 1), reverse=True, method=self.method)
+        return self.head(torch.cat([x, h], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(N, C, H, W)`` images to ``(N, 1, H, W)`` logits."""
+        return self.readout(x, self.gates(x))
+
+    def receptive_field(self) -> str:
+        """``"global along rows"``: the scan reaches the right border."""
+        return "global along rows"

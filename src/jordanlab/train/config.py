@@ -79,7 +79,9 @@ class OptimConfig:
     ``name`` is ``ranger`` (RAdam + Lookahead, from ``pytorch_optimizer``; the talk's choice),
     ``adam`` or ``sgd``. ``betas`` are Adam's/Ranger's moment decays, ``momentum`` is SGD's.
     ``schedule`` is ``constant`` or ``cosine`` (after ``warmup_steps`` of linear warm-up,
-    decaying to ``min_lr_ratio * lr``). ``grad_clip`` > 0 clips the global gradient norm.
+    decaying to ``min_lr_ratio * lr``) or ``onecycle`` (cosine warm-up from ``lr / 25`` to ``lr``
+    over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``: PyTorch's ``OneCycleLR``
+    learning rate, without its momentum cycle). ``grad_clip`` > 0 clips the global gradient norm.
     """
 
     name: str = "ranger"
@@ -110,7 +112,11 @@ class TrainConfig:
     ``sync_batchnorm`` converts BatchNorm to SyncBatchNorm under DDP on CUDA (PyTorch's
     SyncBatchNorm has no CPU kernel: on CPU the statistics stay per rank, with a warning).
     A checkpoint is written every ``checkpoint_every`` epochs; the newest ``keep_checkpoints``
-    are kept.
+    are kept. ``gate_penalty`` > 0 adds ``w(step) * model.gate_penalty(a)`` for models that expose
+    gates a (``gates``/``readout``/``gate_penalty``, e.g. ``parity-scan``; the unit-modulus penalty
+    mean(1 - a^2) pushes |a| to 1), with ``w`` ramped linearly from 0 at optimizer step
+    ``gate_penalty_start`` to ``gate_penalty`` at step ``gate_penalty_full`` (steps, not fractions:
+    the objective sees only the step).
     """
 
     epochs: int = 150
@@ -127,6 +133,9 @@ class TrainConfig:
     checkpoint_every: int = 1
     keep_checkpoints: int = 3
     sync_batchnorm: bool = True
+    gate_penalty: float = 0.0
+    gate_penalty_start: int = 0
+    gate_penalty_full: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ _TABLES: dict[str, type] = {
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("ranger", "adam", "sgd"),
-    "optim.schedule": ("constant", "cosine"),
+    "optim.schedule": ("constant", "cosine", "onecycle"),
     "train.device": ("cpu", "cuda", "auto"),
     "train.loss": ("bce", "mse"),
     "train.objective": ("standard", "progressive"),
@@ -174,6 +183,9 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "train.progressive_max_iters": (1, True),
     "train.checkpoint_every": (1, True),
     "train.keep_checkpoints": (1, True),
+    "train.gate_penalty": (0.0, True),
+    "train.gate_penalty_start": (0, True),
+    "train.gate_penalty_full": (0, True),
 }
 _UPPER: dict[str, float] = {"optim.min_lr_ratio": 1.0, "train.progressive_alpha": 1.0}
 
@@ -301,6 +313,16 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str | None = None) -> Co
     t = cfg.train
     if t.objective == "progressive" and t.progressive_max_iters < 1:
         raise ConfigError(f"config key 'train.progressive_max_iters'{_where(source)} must be >= 1")
+    if t.gate_penalty_full < t.gate_penalty_start:
+        raise ConfigError(
+            f"config key 'train.gate_penalty_full'{_where(source)}: expected a step >= "
+            f"train.gate_penalty_start = {t.gate_penalty_start}, got {t.gate_penalty_full}"
+        )
+    if t.gate_penalty > 0 and t.objective != "standard":
+        raise ConfigError(
+            f"config key 'train.gate_penalty'{_where(source)}: the gate penalty applies to the standard "
+            f"objective only, got train.objective = {t.objective!r}"
+        )
     return cfg
 
 

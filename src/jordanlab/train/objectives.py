@@ -21,6 +21,8 @@ __all__ = [
     "pixel_loss",
     "Objective",
     "StandardObjective",
+    "GatedForward",
+    "has_gates",
     "ProgressiveObjective",
     "ProgressiveUnroll",
     "build_objective",
@@ -103,18 +105,68 @@ class Objective(Protocol):
     def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, step: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+def has_gates(model: nn.Module) -> bool:
+    """Whether ``model`` exposes ``gates(x)``, ``readout(x, a)`` and ``gate_penalty(a)``."""
+    return all(callable(getattr(model, a, None)) for a in ("gates", "readout", "gate_penalty"))
+
+
+class GatedForward(nn.Module):
+    """``forward(x) -> (model.readout(x, a), model.gate_penalty(a))`` with ``a = model.gates(x)``.
+
+    One pass computes the logits and the gate penalty; as a module it is what
+    ``DistributedDataParallel`` wraps, so every gradient is all-reduced.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not has_gates(model):
+            raise ValueError(
+                f"model: {type(model).__name__} exposes no gates (gates/readout/gate_penalty), so "
+                "train.gate_penalty cannot apply; set train.gate_penalty = 0 or use a gated model "
+                "such as parity-scan"
+            )
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.model.gates(x)
+        return self.model.readout(x, a), self.model.gate_penalty(a)
+
+
 @dataclass(frozen=True)
 class StandardObjective:
-    """``L = pixel_loss(model(x), y)``."""
+    r"""``L = pixel_loss(model(x), y)``, plus an optional ramped gate penalty.
+
+    Notes
+    -----
+    With ``gate_penalty`` :math:`\lambda > 0`:
+    :math:`L = \mathrm{pixel\_loss} + \lambda\,\rho(s)\,P(a)` with :math:`P` the model's
+    ``gate_penalty`` of its gates and the ramp :math:`\rho(s) = \mathrm{clip}((s - s_0)/(s_1 - s_0), 0, 1)`
+    (a step at :math:`s_0` when :math:`s_1 = s_0`), :math:`s_0` = ``penalty_start``,
+    :math:`s_1` = ``penalty_full``.
+    """
 
     kind: str = "bce"
+    gate_penalty: float = 0.0
+    penalty_start: int = 0
+    penalty_full: int = 0
 
     def module(self, model: nn.Module) -> nn.Module:
-        return model
+        return GatedForward(model) if self.gate_penalty > 0 else model
+
+    def penalty_weight(self, step: int) -> float:
+        r""":math:`\lambda\,\rho(s)` at optimizer step ``step``."""
+        if self.gate_penalty <= 0 or step < self.penalty_start:
+            return 0.0
+        span = self.penalty_full - self.penalty_start
+        ramp = 1.0 if span <= 0 else min(1.0, (step - self.penalty_start) / span)
+        return self.gate_penalty * ramp
 
     def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = net(x)
-        return pixel_loss(logits, y, self.kind), logits
+        if self.gate_penalty <= 0:
+            logits = net(x)
+            return pixel_loss(logits, y, self.kind), logits
+        logits, penalty = net(x)
+        return pixel_loss(logits, y, self.kind) + self.penalty_weight(step) * penalty.float(), logits
 
 
 @dataclass(frozen=True)
@@ -164,7 +216,10 @@ class ProgressiveObjective:
 def build_objective(config: TrainConfig) -> StandardObjective | ProgressiveObjective:
     """The objective named by ``config.objective`` with ``config.loss`` as the per-pixel loss."""
     if config.objective == "standard":
-        return StandardObjective(kind=config.loss)
+        return StandardObjective(
+            kind=config.loss, gate_penalty=config.gate_penalty,
+            penalty_start=config.gate_penalty_start, penalty_full=config.gate_penalty_full,
+        )
     if config.objective == "progressive":
         return ProgressiveObjective(
             kind=config.loss, alpha=config.progressive_alpha,

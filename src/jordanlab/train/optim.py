@@ -43,6 +43,10 @@ def learning_rate(step: int, config: OptimConfig, *, total_steps: int) -> float:
     :math:`\eta_s = \eta (s+1)/w` for :math:`s < w`; then ``constant`` gives :math:`\eta` and
     ``cosine`` gives :math:`\eta [r + (1-r)\tfrac12(1+\cos\pi p)]` with
     :math:`p = (s-w)/\max(1, T-w)` clipped to [0, 1] and :math:`r` = ``min_lr_ratio``.
+    ``onecycle`` (PyTorch's ``OneCycleLR`` with ``div_factor`` 25, ``pct_start`` = w/T, final rate
+    :math:`r\eta`) anneals by cosine, :math:`\mathrm{cos}(a, b, q) = b + (a-b)\tfrac12(1+\cos\pi q)`:
+    :math:`\eta_s = \mathrm{cos}(\eta/25, \eta, s/(w-1))` for :math:`s < w`, then
+    :math:`\mathrm{cos}(\eta, r\eta, (s-w+1)/(T-w))` (q clipped to [0, 1]).
     Because nothing else is stored, resuming at step ``s`` needs only ``s``.
     """
     if step < 0:
@@ -51,6 +55,8 @@ def learning_rate(step: int, config: OptimConfig, *, total_steps: int) -> float:
         raise ValueError(f"total_steps: expected >= 1, got {total_steps}")
     base = config.lr
     w = config.warmup_steps
+    if config.schedule == "onecycle":
+        return _onecycle(step, base, w, total_steps, config.min_lr_ratio)
     if step < w:
         return base * (step + 1) / w
     if config.schedule == "constant":
@@ -59,7 +65,18 @@ def learning_rate(step: int, config: OptimConfig, *, total_steps: int) -> float:
         p = min(1.0, max(0.0, (step - w) / max(1, total_steps - w)))
         r = config.min_lr_ratio
         return base * (r + (1.0 - r) * 0.5 * (1.0 + math.cos(math.pi * p)))
-    raise ValueError(f"config.schedule: unknown schedule {config.schedule!r}; expected constant or cosine")
+    raise ValueError(f"config.schedule: unknown schedule {config.schedule!r}; expected constant, cosine or onecycle")
+
+
+def _onecycle(step: int, base: float, warmup: int, total_steps: int, min_ratio: float) -> float:
+    def anneal(start: float, end: float, q: float) -> float:
+        q = min(1.0, max(0.0, q))
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * q))
+
+    end_warmup = warmup - 1  # the step at which the peak rate is reached
+    if step <= end_warmup:
+        return anneal(base / 25.0, base, step / end_warmup if end_warmup > 0 else 1.0)
+    return anneal(base, base * min_ratio, (step - end_warmup) / max(1, total_steps - 1 - end_warmup))
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
