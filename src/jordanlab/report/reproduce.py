@@ -25,7 +25,7 @@ QUICK_PLAN: tuple[tuple[str, str], ...] = (
     ("unet", "quick-unet.toml"),
     ("local-cnn", "quick-local-cnn.toml"),
     ("cnn-gap", "quick-cnn-gap.toml"),
-    ("scan", "quick-scan.toml"),
+    ("parity-scan", "quick-parity-scan.toml"),
 )
 #: The talk's settings (hours on CPU; minutes on a GPU).
 FULL_PLAN: tuple[tuple[str, str], ...] = (
@@ -35,7 +35,7 @@ FULL_PLAN: tuple[tuple[str, str], ...] = (
     ("cnn-sa", "talk-shapes128-cnn-sa.toml"),
     ("cnn-gc", "talk-shapes128-cnn-gc.toml"),
     ("unet-textures", "talk-textures256-unet.toml"),
-    ("scan", "quick-scan.toml"),
+    ("parity-scan", "quick-parity-scan.toml"),
     ("recurrent", "quick-recurrent.toml"),
 )
 QUICK_EVAL_N = 100  # images per suite in the quick report
