@@ -221,3 +221,20 @@ def test_ridge_and_lr_accept_numpy_and_tensor_scalars_only(rng):
         kernel_regression(k_st, k_tt, y, ridge=np.array([0.01, 0.02]))
     with pytest.raises(TypeError, match="lr"):
         gradient_descent_mse(k_tt, y, lr="fast")
+
+
+def test_thesis_checkpoint_kernel_equals_checkpoint_path_kernel():
+    from jordanlab.kernels import checkpoint_path_kernel
+    from jordanlab.kernels.thesis import ThesisConfig, _build, _checkpoint_kernel, _point_data, _train
+
+    cfg = ThesisConfig(n_train=4, n_test=2, suites=(), steps=4, batch_size=2, checkpoints=2)
+    x, y, tests = _point_data(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _build("scan", {"width": 2, "encoder_depth": 1, "head_width": 2})
+    ckpts, etas, _ = _train(model, x, y, cfg, 0, False)
+    xq = torch.cat([x, tests["in-dist"][0]])
+    ours = _checkpoint_kernel(ckpts, etas, "scan", {"width": 2, "encoder_depth": 1, "head_width": 2}, xq, x)
+    ref = checkpoint_path_kernel(ckpts, etas, lambda: _build("scan", {"width": 2, "encoder_depth": 1, "head_width": 2}),
+                                 x, xq, loss="mse", dtype=torch.float64).path_kernel
+    assert torch.allclose(ours, ref, rtol=1e-9, atol=1e-12), (ours - ref).abs().max()
