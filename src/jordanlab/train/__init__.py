@@ -37,7 +37,7 @@ from .config import (
     save_config,
 )
 from .distributed import DistContext, EpochSampler, resolve_device, setup_distributed, teardown_distributed
-from .loop import NonFiniteLossError, train
+from .loop import NonFiniteLossError, StepHook, train
 from .objectives import (
     ProgressiveObjective,
     ProgressiveUnroll,
@@ -54,6 +54,6 @@ __all__ = [
     "unwrap_model", "Config", "ConfigError", "ConfigTypeError", "DataConfig", "ModelConfig", "OptimConfig",
     "TrainConfig", "config_from_dict", "config_to_dict", "config_to_toml", "load_config", "save_config",
     "DistContext", "EpochSampler", "resolve_device", "setup_distributed", "teardown_distributed",
-    "NonFiniteLossError", "train", "ProgressiveObjective", "ProgressiveUnroll", "StandardObjective",
+    "NonFiniteLossError", "StepHook", "train", "ProgressiveObjective", "ProgressiveUnroll", "StandardObjective",
     "build_objective", "is_recurrent", "pixel_loss", "build_optimizer", "learning_rate",
 ]

@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -48,9 +48,23 @@ from .distributed import DistContext, EpochSampler, all_reduce_sum, setup_distri
 from .objectives import build_objective
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
-__all__ = ["train", "NonFiniteLossError", "EpochCallback"]
+__all__ = ["train", "NonFiniteLossError", "EpochCallback", "StepHook"]
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+class StepHook(Protocol):
+    """Called around every optimizer step (e.g. :class:`jordanlab.kernels.PathRecorder`).
+
+    ``before_step`` gets the dataset indices of the batch and its (augmented) inputs and targets, before
+    the loss is computed; ``after_step`` runs right after ``optimizer.step()``. A hook may also define
+    ``bind(model, optimizer)``, called once before the first step with the loop's (unwrapped) model and
+    optimizer.
+    """
+
+    def before_step(self, batch_indices: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> None: ...
+
+    def after_step(self) -> None: ...
 
 # Keys that may change between a run and its resumption: the first four do not change the
 # results; optim.lr and optim.grad_clip may be changed on purpose to recover from a NaN loss.
@@ -218,7 +232,7 @@ def _validate(model: nn.Module, dataset: Any, *, device: torch.device, batch_siz
 
 
 def train(config: Config, run_dir: str | os.PathLike[str], *, progress: bool = True,
-          callbacks: Sequence[EpochCallback] = ()) -> dict[str, Any]:
+          callbacks: Sequence[EpochCallback] = (), step_hooks: Sequence[StepHook] = ()) -> dict[str, Any]:
     """Train ``build(config.model)`` on ``config.data`` and return the last epoch's metrics.
 
     Parameters
@@ -232,6 +246,9 @@ def train(config: Config, run_dir: str | os.PathLike[str], *, progress: bool = T
         Show a tqdm bar with the running loss and IoU (rank 0 only).
     callbacks : sequence of callables
         ``callback(epoch, metrics)`` after every epoch, once its checkpoint is written.
+    step_hooks : sequence of :class:`StepHook`
+        ``before_step(batch_indices, inputs, targets)`` / ``after_step()`` around every optimizer step,
+        e.g. a :class:`jordanlab.kernels.PathRecorder` recording the exact path decomposition of an SGD run.
 
     Returns
     -------
@@ -253,13 +270,13 @@ def train(config: Config, run_dir: str | os.PathLike[str], *, progress: bool = T
     ctx = setup_distributed(config.train.device)
     try:
         with _isolated_global_rng():
-            return _train(config, run_dir, ctx, progress=progress, callbacks=callbacks)
+            return _train(config, run_dir, ctx, progress=progress, callbacks=callbacks, step_hooks=step_hooks)
     finally:
         teardown_distributed(ctx)
 
 
 def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
-           callbacks: Sequence[EpochCallback]) -> dict[str, Any]:
+           callbacks: Sequence[EpochCallback], step_hooks: Sequence[StepHook] = ()) -> dict[str, Any]:
     tc = config.train
     if tc.batch_size % ctx.world_size:
         raise ValueError(f"config key 'train.batch_size': the global batch {tc.batch_size} does not split "
@@ -331,6 +348,11 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
 
         net = DistributedDataParallel(net, device_ids=[ctx.device] if cuda else None)
 
+    for hook in step_hooks:  # hooks that need the live model and optimizer get them once, after resume
+        bind = getattr(hook, "bind", None)
+        if bind is not None:
+            bind(model, optimizer)
+
     writer = None
     if ctx.is_main:
         try:
@@ -357,13 +379,17 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                                 persistent_workers=False)
             net.train()
             sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss*n, iou, acc, n
-            for x, y in loader:
+            order = torch.as_tensor(list(sampler), dtype=torch.long) if step_hooks else None
+            for b, (x, y) in enumerate(loader):
                 x = x.to(ctx.device, non_blocking=True)
                 y = y.to(ctx.device, non_blocking=True)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 lr = learning_rate(step, config.optim, total_steps=total_steps)
                 set_learning_rate(optimizer, lr)
+                if order is not None:  # the loader takes the sampler's indices in order, per_rank at a time
+                    for hook in step_hooks:
+                        hook.before_step(order[b * per_rank:(b + 1) * per_rank], x, y)
                 with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=amp):
                     loss, logits = objective.loss(net, x, y, step=step)
                 bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
@@ -380,6 +406,8 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                 if config.optim.grad_clip > 0:
                     nn.utils.clip_grad_norm_(net.parameters(), config.optim.grad_clip)
                 optimizer.step()
+                for hook in step_hooks:
+                    hook.after_step()
                 step += 1
                 iou, acc = _per_image_scores(logits.float(), y)
                 n = x.shape[0]
