@@ -60,18 +60,22 @@ class ThesisConfig:
     ``networks`` holds ``(label, registry name, ((keyword, value), ...))`` triples; every model is
     built with ``in_channels=1`` (and ``norm="none"`` where it has the option) and trained for
     ``steps`` minibatch Adam steps on the logistic loss of the point readout.
+
+    Measured (loaded 2-core CPU, 1 thread): the defaults take 4.6 min wall (247 s CPU: U-Net
+    training 69 s and its 4-checkpoint path kernel 58 s, CNTK 58 s, row scan 44 s); ``QUICK``
+    about 30 s. Both networks reach train accuracy 1.0.
     """
 
-    n_train: int = 128  # training images of shapes-32 (point task)
-    n_test: int = 40  # test images per suite (and in distribution)
+    n_train: int = 256  # training images of shapes-32 (point task)
+    n_test: int = 64  # test images per suite (and in distribution)
     suites: tuple[str, ...] = SUITES
     depth: int = 3  # hidden layers of the closed-form NTK kernels
     networks: tuple[tuple[str, str, tuple[tuple[str, object], ...]], ...] = (
         ("unet", "unet", (("width", 8), ("depth", 3))),
         ("scan", "scan", (("width", 8), ("encoder_depth", 2), ("head_width", 8))),
     )
-    steps: int = 300  # Adam steps (75 epochs of 128 at batch 32)
-    batch_size: int = 32
+    steps: int = 400  # Adam steps (100 epochs of 256 at batch 64)
+    batch_size: int = 64
     lr: float = 3e-3
     checkpoints: int = 4  # weights along the run for the checkpoint path kernel (0: none)
     ridge: float = 1e-8  # λ = ridge · trace(K)/N, raised ×100 until K + λI is invertible
