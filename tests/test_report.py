@@ -53,16 +53,18 @@ device = "cpu"
 """
 
 
-def test_reproduce_pipeline_writes_report_and_does_not_redo_finished_steps(tmp_path: Path):
+def test_reproduce_pipeline_writes_report_and_does_not_redo_finished_steps(tmp_path: Path, monkeypatch):
     import json
 
     from jordanlab.report.reproduce import reproduce
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
-    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")  # relative, as `jordanlab reproduce --out runs/demo` passes it
     index = reproduce(out, plan=(("tiny", str(cfg)),), eval_n=4, kernels=False, progress=False)
     page = index.read_text()
+    assert "missing figure" not in page and page.count("<img") >= 3
     ev = json.loads((out / "runs" / "tiny" / "eval.json").read_text())
     assert set(ev["suites"]) >= {"test", "spiral", "large-4x"}
     assert "perfect-image rate per suite" in page and "gallery.png" in page

@@ -100,7 +100,7 @@ def reproduce(out_dir: str | os.PathLike, *, quick: bool = True, device: str = "
     from jordanlab.evaluate import evaluate_run
     from jordanlab.train import load_config, train
 
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # figure paths below are absolute, whatever the working directory
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "reproduce.json"
     steps = json.loads(log_path.read_text())["steps"] if log_path.exists() else []
