@@ -1,4 +1,4 @@
-"""Permissions for files and directories created through ``tempfile`` (which makes them private)."""
+"""Permissions for directories created through ``tempfile`` (which makes them private)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def public_file(path: str | os.PathLike) -> None:
-    """Give a ``mkstemp`` file the mode an ordinary ``open(..., "w")`` would have (0666 & ~umask)."""
-    os.chmod(path, 0o666 & ~_umask())
 
 
 def public_dir(path: str | os.PathLike) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from jordanlab.data._fs import public_file
+from jordanlab._atomic import atomic_path
 
 __all__ = ["read_boundary_png", "write_mask_png", "fill_png", "CURVE_CONVENTIONS"]
 
@@ -95,17 +94,8 @@ def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> Path:
     if m.size and (m.min() < 0 or m.max() > 1):
         raise ValueError(f"mask must be binary (values in {{0, 1}}), got range [{m.min()}, {m.max()}]")
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         Image.fromarray(m.astype(np.uint8) * 255).save(tmp, format="PNG")
-        public_file(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return p
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from jordanlab.data._fs import public_file
+from jordanlab._atomic import save_figure
 
 __all__ = ["preview_grid", "preview_dataset", "gallery", "GALLERY_NAMES"]
 
@@ -22,20 +21,6 @@ def _composite(boundary: np.ndarray, mask: np.ndarray) -> np.ndarray:
     rgb = np.where(mask[..., None].astype(bool), _FIGURE_RGB, _BACKGROUND_RGB)
     rgb[boundary.astype(bool)] = 0.0
     return rgb
-
-
-def _atomic_savefig(fig: object, out_png: Path, dpi: int) -> None:
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".png", dir=out_png.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")  # type: ignore[attr-defined]
-        public_file(tmp)
-        os.replace(tmp, out_png)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def preview_grid(
@@ -96,7 +81,7 @@ def preview_grid(
     fig.tight_layout(pad=0.3)
     out = Path(out_png)
     try:
-        _atomic_savefig(fig, out, dpi)
+        save_figure(fig, out, dpi=dpi)
     finally:
         plt.close(fig)
     return out

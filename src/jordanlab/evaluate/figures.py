@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jordanlab._atomic import save_figure
 
 __all__ = ["error_map", "rank_images", "suite_figure", "training_curves"]
 
 _FIGURE = np.array([0.55, 0.75, 0.95])
 _FALSE_POS = np.array([0.90, 0.20, 0.15])  # predicted figure, truly background: red
 _FALSE_NEG = np.array([0.15, 0.35, 0.90])  # missed figure: blue
-
-
-def _savefig(fig: Any, out: Path, dpi: int = 110) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
 
 
 def error_map(pred: np.ndarray, target: np.ndarray, boundary: np.ndarray | None = None) -> np.ndarray:
@@ -93,7 +80,7 @@ def suite_figure(
         ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _savefig(fig, Path(out_png))
+    return save_figure(fig, Path(out_png), dpi=110, bbox_inches="tight")
 
 
 def training_curves(run_dir: str | os.PathLike[str], out_png: str | os.PathLike[str] | None = None) -> Path:
@@ -121,4 +108,4 @@ def training_curves(run_dir: str | os.PathLike[str], out_png: str | os.PathLike[
     a2.set_ylim(0, 1.02)
     a2.legend()
     fig.tight_layout()
-    return _savefig(fig, Path(out_png) if out_png else run / "figures" / "training.png")
+    return save_figure(fig, Path(out_png) if out_png else run / "figures" / "training.png", dpi=110, bbox_inches="tight")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jordanlab.train.checkpoint import latest_good_checkpoint, load_checkpoint, load_model
-from jordanlab.train.config import _atomic_write_text
+from jordanlab._atomic import write_json
 from jordanlab.train.distributed import resolve_device
 
 from .metrics import aggregate_scores, per_image_scores
@@ -177,7 +177,7 @@ def evaluate_run(
             from .figures import suite_figure
 
             suite_figure(b, m, preds, per, run / "figures" / f"suite-{name}.png", title=f"{name} (epoch {epoch})")
-    _atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
+    write_json(out_path, result)
     if figures and (run / "metrics.jsonl").is_file():
         from .figures import training_curves
 

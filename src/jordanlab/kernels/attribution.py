@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from . import _functional as F
 from .path import path_decomposition
 from .tangent import tangent_kernel
+from jordanlab._atomic import save_figure, write_json
 
 __all__ = ["Explanation", "explain", "explain_run", "plot_explanation", "similarity_shift", "input_similarity", "nearest_training_images",
            "initial_model"]
@@ -241,10 +242,7 @@ def plot_explanation(expl: Explanation, path: str | os.PathLike[str] | None = No
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        save_figure(fig, path, dpi=110)
         plt.close(fig)
     return fig
 
@@ -335,7 +333,6 @@ def explain_run(
     ``jordanlab.data.make``); targets are their masks. The explained network is an SGD copy (BCE loss, float64)
     trained from the run's w_0, see :func:`explain`; the run's own output at the pixel is ``run_final``.
     """
-    import json
 
     from jordanlab import data
 
@@ -380,9 +377,7 @@ def explain_run(
                 "dtype": "float64", "seed": seed, "quadrature": quadrature},
         "notes": e.notes,
     }
-    tmp = out / ".explain.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "explain.json")
+    write_json(out / "explain.json", report)
     plot_explanation(e, out / "explain.png", title=f"{Path(run_dir).name}: {source} pixel {tuple(e.pixel)}")
     return report
 

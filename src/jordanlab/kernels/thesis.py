@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +44,7 @@ from torch import nn
 from .infinite import cnn_kernels, mlp_kernels, ntk_mlp, width_convergence
 from .regression import kernel_regression
 from .tangent import tangent_kernel
+from jordanlab._atomic import save_figure, write_json
 
 __all__ = ["ThesisConfig", "PointReadout", "run_thesis", "arora_check", "infinite_check"]
 
@@ -89,18 +88,6 @@ QUICK = ThesisConfig(n_train=32, n_test=8, suites=("nested", "spiral", "large-2x
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _regress(k_tt: torch.Tensor, k_st: torch.Tensor, y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, float]:
@@ -349,7 +336,7 @@ def run_thesis(
         "seconds": timing,
         "total_seconds": time.perf_counter() - t_start,
     }
-    _atomic_write(out / "thesis.json", json.dumps(result, indent=2).encode())
+    write_json(out / "thesis.json", result)
     _plot_thesis(result, out / "thesis.png")
     return result
 
@@ -398,10 +385,8 @@ def _plot_thesis(result: dict, path: Path) -> None:
     if bx.get_legend_handles_labels()[0]:
         bx.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- Arora et al.'s theorem
@@ -529,5 +514,5 @@ def infinite_check(out_dir: str | os.PathLike[str], *, quick: bool = False, prog
     ]
     result = {"table": table, "arora_table": arora["rows"], "width_convergence": conv, "arora": arora,
               "seconds": time.perf_counter() - t0}
-    _atomic_write(out / "infinite_check.json", json.dumps(result, indent=2).encode())
+    write_json(out / "infinite_check.json", result)
     return result

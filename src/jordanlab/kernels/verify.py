@@ -11,7 +11,6 @@ relative_residual = max_q |residual_q| / max(max_q |final_q − initial_q|, tiny
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 
 from .path import path_decomposition
 from .tangent import tangent_kernel
+from jordanlab._atomic import save_figure, write_json
 
 __all__ = ["SmoothCNN", "verify", "kernel_motion"]
 
@@ -114,12 +114,6 @@ def kernel_motion(
     return rows
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the decomposition checks of issue 4 and write ``DIR/verify.json`` and ``DIR/verify.png``.
 
@@ -191,7 +185,7 @@ def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bo
                   "quadrature_nodes": 3, "tangent_training_time": time_T, "quick": quick,
                   "seconds": round(time.perf_counter() - t0, 1)},
     }
-    _atomic_json(out / "verify.json", result)
+    write_json(out / "verify.json", result)
     _plot(result, out / "verify.png")
     return result
 
@@ -232,7 +226,5 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("‖K_T − K_0‖_F / ‖K_0‖_F")
     ax2.set_title("tangent-kernel motion", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

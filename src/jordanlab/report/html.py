@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+from jordanlab._atomic import write_text
 
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
@@ -124,8 +125,4 @@ def write_report(out_dir: str | os.PathLike, title: str, sections: Sequence[Sect
                 parts.append(f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
                              f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("</body></html>")
-    target = out / "index.html"
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_text(out / "index.html", "\n".join(parts))

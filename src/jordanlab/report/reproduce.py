@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jordanlab.report.html import Section, markdown_table, write_report
+from jordanlab._atomic import write_json
 
 #: (run name, config file) trained by ``reproduce --quick``: minutes on 2 CPU cores.
 QUICK_PLAN: tuple[tuple[str, str], ...] = (
@@ -63,9 +64,7 @@ class _Log:
         result = fn()
         seconds = time.perf_counter() - t0
         self.steps = [s for s in self.steps if s["step"] != name] + [{"step": name, "seconds": round(seconds, 1)}]
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"steps": self.steps}, indent=2))
-        os.replace(tmp, self.path)
+        write_json(self.path, {"steps": self.steps})
         print(f"[reproduce] {name}: {seconds:.0f} s", flush=True)
         return result
 

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import tomllib
 import types
 import typing
@@ -21,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from jordanlab._atomic import write_text
 
 __all__ = [
     "ConfigError",
@@ -473,19 +473,6 @@ def config_to_toml(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_config(config: Config, path: str | os.PathLike[str]) -> Path:
     """Write ``config`` atomically as TOML (``.toml``) or JSON (``.json``) and return the path."""
     p = Path(path)
@@ -495,5 +482,5 @@ def save_config(config: Config, path: str | os.PathLike[str]) -> Path:
         text = config_to_toml(config)
     else:
         raise ValueError(f"path: expected a .toml or .json file name, got {str(p)!r}")
-    _atomic_write_text(p, text)
+    write_text(p, text)
     return p

@@ -43,7 +43,9 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .config import Config, _atomic_write_text, config_to_dict, load_config, save_config
+from jordanlab._atomic import write_text as _atomic_write_text
+
+from .config import Config, config_to_dict, load_config, save_config
 from .distributed import DistContext, EpochSampler, all_reduce_sum, setup_distributed, teardown_distributed
 from .objectives import build_objective
 from .optim import build_optimizer, learning_rate, set_learning_rate
