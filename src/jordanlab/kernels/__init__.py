@@ -15,3 +15,4 @@ from .infinite import NTKConv2d, NTKLinear, cnn_kernels, mlp_kernels, ntk_cnn, n
 from .regression import gradient_descent_mse, kernel_regression  # noqa: E402,F401
 from .attribution import explain_run  # noqa: E402,F401
 from .attribution import similarity_shift  # noqa: E402,F401
+from .adam_path import AdamPathDecomposition, AdamPathRecorder  # noqa: E402,F401

@@ -1,0 +1,612 @@
+"""Exact path decomposition of a real Adam run over its training examples (issue 5).
+
+Domingos' path kernel (2020) writes a gradient-descent model as Σ_i a_i K^p(x, x_i) + b. The same
+bookkeeping holds for Adam, because its first moment is *linear* in the per-example gradients of
+every past step. With torch.optim.Adam (or AdamW with ``weight_decay=0``) at step t = 1, 2, …
+
+    g_t   = c_t (Σ_{i∈B_t} ∇ℓ_i(w_t) / |B_t| + λ_t ∇P(w_t))     (c_t: the gradient-clipping factor)
+    m_t   = β1 m_{t−1} + (1 − β1) g_t,     v_t = β2 v_{t−1} + (1 − β2) g_t²
+    Δw_t  = −(lr_t / (1 − β1^t)) · D_t ⊙ m_t,     D_t = 1 / (sqrt(v_t) / sqrt(1 − β2^t) + eps)
+
+Keeping each example's share M_t[i] of m_t (M_t[i] = β1 M_{t−1}[i] + (1 − β1) c_t 1[i∈B_t] ∇ℓ_i / |B_t|,
+plus one row for the penalty λ_t P) splits every update exactly, Δw_t = Σ_i Δw_{t,i} + Δw_{t,reg}, and
+for a query pixel f(x_q) the fundamental theorem of calculus along each segment gives
+
+    f(w_T, x_q) − f(w_0, x_q) = Σ_t ḡ_t(x_q) · Δw_t = Σ_i a_i + a_reg,
+    a_i = Σ_t ḡ_t(x_q) · Δw_{t,i},   ḡ_t(x_q) = ∫_0^1 ∇f(w_t + sΔw_t, x_q) ds  (Gauss–Legendre).
+
+This is the path kernel with Adam's preconditioner: the sum is exact, but the weights D_t depend on
+the data through v_t (and c_t through the batch's gradient norm), so the "kernel" pairing x_q with x_i
+is data-dependent, not a fixed function of the two inputs. a_i sums over all steps and augmented
+copies of example i (keyed by its dataset index), including its effect through the momentum in the
+steps after it was seen.
+
+Two residuals are reported, never tuned: the per-step bookkeeping residual
+||Σ_i Δw_{t,i} + Δw_{t,reg} − (w_{t+1} − w_t)|| / ||w_{t+1} − w_t|| (float rounding of the run itself:
+~1e-7 for a float32 run, ~1e-15 in float64), and the output residual
+f_T − f_0 − Σ_i a_i − a_reg (the quadrature error at ReLU kinks crossed inside a step, plus the
+bookkeeping part, which is reported separately).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from . import _functional as F
+
+__all__ = ["AdamPathDecomposition", "AdamPathRecorder", "Query", "check_adam", "concentration", "explain_adam_run",
+           "load_query_image", "plot_adam_explanation", "PIXEL_LOSSES"]
+
+#: Per-pixel losses of the trainer (``jordanlab.train.objectives.pixel_loss``), recomputed in the recorder's dtype.
+PIXEL_LOSSES = ("bce", "mse")
+
+
+def _pixel_loss(logits: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Mean per-pixel loss, as the trainer's ``pixel_loss`` but in the inputs' dtype (no float32 cast)."""
+    if kind == "bce":
+        return nn.functional.binary_cross_entropy_with_logits(logits, target)
+    return nn.functional.mse_loss(torch.sigmoid(logits), target)
+
+
+def check_adam(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ``ValueError`` unless ``optimizer`` is plain Adam: torch.optim.Adam/AdamW, no weight decay, no amsgrad.
+
+    Weight decay would add a term −lr·wd·w_t that belongs to no example (and, for Adam's coupled form,
+    enters v); amsgrad replaces v_t by a running maximum; both are refused rather than approximated.
+    """
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        raise ValueError(
+            f"optimizer is {name}: the Adam path decomposition needs torch.optim.Adam or AdamW "
+            "(for plain SGD use PathRecorder; Ranger's Lookahead and rectification are not handled)"
+        )
+    for g in optimizer.param_groups:
+        bad = {k: g.get(k) for k in ("weight_decay", "amsgrad", "maximize") if g.get(k)}
+        if bad:
+            raise ValueError(f"optimizer {name} has {bad}: the decomposition needs weight_decay=0, amsgrad=False, "
+                             "maximize=False")
+    keys = {(float(g["lr"]), tuple(float(b) for b in g["betas"]), float(g["eps"])) for g in optimizer.param_groups}
+    if len(keys) != 1:
+        raise ValueError(f"optimizer param_groups must share lr, betas and eps, got {sorted(keys)}")
+
+
+@dataclass(frozen=True)
+class AdamPathDecomposition:
+    """Result of a recorded Adam run: final = initial + contributions.sum(1) + regulariser + residual.
+
+    Attributes
+    ----------
+    initial, final : Tensor of shape (Q,)
+        f(w_0, x_q) and f(w_T, x_q) at the query pixels.
+    contributions : Tensor of shape (Q, N)
+        a_i = Σ_t ḡ_t(x_q)·Δw_{t,i}, the contribution of training example i (dataset index).
+    regulariser : Tensor of shape (Q,)
+        a_reg = Σ_t ḡ_t(x_q)·Δw_{t,reg}, the share of the penalty term (0 without one).
+    residual : Tensor of shape (Q,)
+        final − initial − Σ_i a_i − a_reg = ``bookkeeping`` + quadrature error.
+    bookkeeping : Tensor of shape (Q,)
+        Σ_t ḡ_t·(Δw_t − Σ_i Δw_{t,i} − Δw_{t,reg}): the part of the residual due to the update split.
+    step_residuals : Tensor of shape (T,)
+        ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| / ||Δw_t|| per step. In a float32 run, steps whose update is
+        below the weights' resolution (lr → 0 at the end of a one-cycle schedule) have a large *relative* but a
+        tiny absolute error: see ``step_errors`` and ``update_norms``.
+    step_errors, update_norms : Tensor of shape (T,)
+        ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| and ||Δw_t||.
+    momentum_residuals : Tensor of shape (T,)
+        ||Σ_i M_t[i] + M_t,reg − m_t|| / ||m_t|| against the optimizer's own ``exp_avg``.
+    gradient_residuals : Tensor of shape (T,)
+        ||g_t − p.grad|| / ||p.grad||: the recomputed (clipped) gradient against the one the optimizer used
+        (nan when ``p.grad`` was not available).
+    clip_factors : Tensor of shape (T,)
+        c_t.
+    lrs : list of float
+    quadrature : int
+        Gauss–Legendre nodes per step.
+    """
+
+    initial: Tensor
+    final: Tensor
+    contributions: Tensor
+    regulariser: Tensor
+    residual: Tensor
+    bookkeeping: Tensor
+    step_residuals: Tensor
+    step_errors: Tensor
+    update_norms: Tensor
+    momentum_residuals: Tensor
+    gradient_residuals: Tensor
+    clip_factors: Tensor
+    quadrature: int
+    lrs: list[float] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return len(self.lrs)
+
+    @property
+    def relative_residual(self) -> Tensor:
+        """|residual_q| / |final_q − initial_q|, shape (Q,)."""
+        change = (self.final - self.initial).abs().clamp_min(torch.finfo(self.final.dtype).tiny)
+        return self.residual.abs() / change
+
+
+class _Penalty(nn.Module):
+    """``forward(x) = model.gate_penalty(model.gates(x))``: the gate penalty as a module for functional_call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.gate_penalty(self.model.gates(x))
+
+
+class AdamPathRecorder:
+    """A training step hook that records the exact Adam path decomposition of query pixels.
+
+    Usage with the real trainer (the recorded run *is* the trained model)::
+
+        rec = AdamPathRecorder(queries, pixels, n_train=len(train_set), loss="bce",
+                               grad_clip=config.optim.grad_clip,
+                               penalty_weight=build_objective(config.train).penalty_weight)
+        train(config, fresh_run_dir, step_hooks=[rec])
+        result = rec.result()
+
+    The trainer calls ``bind(model, optimizer)`` once, then ``before_step(indices, x, y)`` before the
+    loss and ``after_step()`` after ``optimizer.step()``. The recorder recomputes, in ``dtype``, the
+    per-example gradients ∇ℓ_i(w_t) (vmap), the penalty gradient and the clipping factor
+    c_t = min(1, grad_clip / (||g_t|| + 1e-6)) (as ``clip_grad_norm_``), updates the per-example first
+    moments M (memory (N + 1) × P), reads D_t from the optimizer's ``exp_avg_sq`` and ``step``, and
+    contracts with the segment-averaged query gradients. The loss must be ``mean_i ℓ_i`` over the batch
+    (images of one size) plus ``penalty_weight(t) · model.gate_penalty(model.gates(x))``.
+
+    Parameters
+    ----------
+    queries : sequence of Tensor of shape (C, H, W)
+        Query images; sizes may differ (fully convolutional models).
+    pixels : sequence of (row, col)
+        One output pixel per query.
+    n_train : int
+        Size of the training set (dataset indices lie in [0, n_train)).
+    loss : {"bce", "mse"}
+        The trainer's per-pixel loss (``train.loss``).
+    grad_clip : float
+        ``optim.grad_clip`` (0: no clipping).
+    penalty_weight : callable, optional
+        λ_t as a function of the 0-based optimizer step (``StandardObjective.penalty_weight``); ``None``: no penalty.
+    quadrature : int
+        Gauss–Legendre nodes per step for ḡ_t.
+    dtype : torch.dtype
+        Precision of the recomputation (the live model keeps its own).
+    """
+
+    def __init__(
+        self,
+        queries: Sequence[Tensor],
+        pixels: Sequence[Sequence[int]],
+        n_train: int,
+        *,
+        loss: str = "bce",
+        grad_clip: float = 0.0,
+        penalty_weight: Callable[[int], float] | None = None,
+        quadrature: int = 2,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        if loss not in PIXEL_LOSSES:
+            raise ValueError(f"loss must be one of {PIXEL_LOSSES}, got {loss!r}")
+        if not isinstance(n_train, int) or n_train < 1:
+            raise ValueError(f"n_train must be a positive int, got {n_train!r}")
+        if not (isinstance(grad_clip, (int, float)) and grad_clip >= 0):
+            raise ValueError(f"grad_clip must be a float >= 0 (0: no clipping), got {grad_clip!r}")
+        queries = list(queries)
+        if not queries or len(queries) != len(pixels):
+            raise ValueError(f"queries and pixels must be non-empty and of equal length, got {len(queries)} and {len(pixels)}")
+        for q, (x, (r, c)) in enumerate(zip(queries, pixels)):
+            if not isinstance(x, Tensor) or x.ndim != 3:
+                raise ValueError(f"queries[{q}] must be a (C, H, W) tensor, got {getattr(x, 'shape', type(x))}")
+            if not (0 <= r < x.shape[-2] and 0 <= c < x.shape[-1]):
+                raise ValueError(f"pixels[{q}] = ({r}, {c}) lies outside the {x.shape[-2]}x{x.shape[-1]} query")
+        self.queries = [x.detach().to(dtype) for x in queries]
+        self.pixels = [(int(r), int(c)) for r, c in pixels]
+        self.n_train, self.loss, self.grad_clip = n_train, loss, float(grad_clip)
+        self.penalty_weight = penalty_weight
+        self.nodes, self.weights = F.gauss_legendre(quadrature, dtype, torch.device("cpu"))
+        self.quadrature, self.dtype = quadrature, dtype
+        self.model: nn.Module | None = None
+        self._pending: tuple | None = None
+
+    # -- binding -----------------------------------------------------------------------------------------
+    def bind(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Attach to the loop's model and optimizer (called once by the trainer before the first step)."""
+        F.check_model(model)
+        check_adam(optimizer)
+        if any(optimizer.state.get(p) for p in model.parameters()):
+            raise ValueError("optimizer already has state (a resumed run?): the momentum history of the earlier "
+                             "steps is unknown; record a fresh run in an empty run directory")
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = [n for n, p in named if id(p) not in in_opt]
+        if missing:
+            raise ValueError(f"trainable parameters {missing} are not in the optimizer")
+        self.model, self.optimizer, self.named = model, optimizer, named
+        self.device = named[0][1].device
+        self.copy = copy.deepcopy(model).to(self.dtype)
+        self.state = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in F.frozen_state(model).items()}
+        self.penalty_net = _Penalty(self.copy) if self.penalty_weight is not None else None
+        self.sizes = [p.numel() for _, p in named]
+        n_params = sum(self.sizes)
+        self.moments = torch.zeros(self.n_train, n_params, dtype=self.dtype, device=self.device)
+        self.moment_reg = torch.zeros(n_params, dtype=self.dtype, device=self.device)
+        q = len(self.queries)
+        self.queries = [x.to(self.device) for x in self.queries]
+        self.contrib = torch.zeros(q, self.n_train, dtype=self.dtype, device=self.device)
+        self.reg = torch.zeros(q, dtype=self.dtype, device=self.device)
+        self.book = torch.zeros(q, dtype=self.dtype, device=self.device)
+        self.initial = self.query_values(self._weights())
+        self.t = 0
+        self.lrs: list[float] = []
+        self.step_res: list[float] = []
+        self.step_err: list[float] = []
+        self.step_norm: list[float] = []
+        self.mom_res: list[float] = []
+        self.grad_res: list[float] = []
+        self.clips: list[float] = []
+
+    def _weights(self) -> dict[str, Tensor]:
+        return {n: p.detach().to(self.dtype).clone() for n, p in self.named}
+
+    def _flat(self, tree: dict[str, Tensor], lead: int = 0) -> Tensor:
+        return torch.cat([tree[n].reshape(*tree[n].shape[:lead], -1) for n, _ in self.named], dim=-1)
+
+    def _unflat(self, vec: Tensor) -> dict[str, Tensor]:
+        parts = torch.split(vec, self.sizes)
+        return {n: v.reshape(p.shape) for (n, p), v in zip(self.named, parts)}
+
+    # -- model evaluations -------------------------------------------------------------------------------
+    def _f(self, w: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.copy, {**w, **self.state}, (x,))
+
+    def query_values(self, w: dict[str, Tensor]) -> Tensor:
+        """f(w, x_q) at each query pixel, shape (Q,)."""
+        with torch.no_grad():
+            return torch.stack([self._f(w, x[None])[0, 0, r, c] for x, (r, c) in zip(self.queries, self.pixels)])
+
+    def _query_grads(self, w: dict[str, Tensor]) -> Tensor:
+        """∇_w f(w, x_q)[pixel] for every query, shape (Q, P)."""
+        rows = []
+        for x, (r, c) in zip(self.queries, self.pixels):
+            g = grad(lambda p, x=x, r=r, c=c: self._f(p, x[None])[0, 0, r, c])(w)
+            rows.append(self._flat(g))
+        return torch.stack(rows)
+
+    def _example_grads(self, w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+        """∇ℓ_i(w) for every example of the batch, shape (B, P)."""
+
+        def loss_i(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+            out = self._f(p, x[None])
+            return _pixel_loss(out, y[None].reshape(out.shape), self.loss)
+
+        return self._flat(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
+
+    def _penalty_grad(self, w: dict[str, Tensor], xb: Tensor, weight: float) -> Tensor:
+        """∇(λ_t P(w; batch)), shape (P,)."""
+        prefixed = {f"model.{k}": v for k, v in {**w, **self.state}.items()}
+        keys = list(w)
+
+        def pen(p: dict[str, Tensor]) -> Tensor:
+            full = {**prefixed, **{f"model.{k}": p[k] for k in keys}}
+            return weight * functional_call(self.penalty_net, full, (xb,))
+
+        return self._flat(grad(pen)(w))
+
+    # -- the hook ----------------------------------------------------------------------------------------
+    def before_step(self, batch_indices: Sequence[int] | Tensor, inputs: Tensor, targets: Tensor) -> None:
+        """Snapshot w_t, the batch (dataset indices, augmented inputs, targets) and the step's lr."""
+        if self.model is None:
+            raise RuntimeError("bind(model, optimizer) must be called before the first step")
+        if self._pending is not None:
+            raise RuntimeError("before_step called twice without after_step")
+        check_adam(self.optimizer)
+        idx = torch.as_tensor(batch_indices, dtype=torch.long).reshape(-1).to(self.device)
+        if idx.numel() != inputs.shape[0] or torch.unique(idx).numel() != idx.numel():
+            raise ValueError(f"batch_indices must be {inputs.shape[0]} distinct dataset indices, got {idx.tolist()}")
+        if int(idx.min()) < 0 or int(idx.max()) >= self.n_train:
+            raise ValueError(f"batch_indices must lie in [0, {self.n_train}), got {idx.tolist()}")
+        xb = inputs.detach().to(self.dtype)
+        yb = targets.detach().to(self.dtype)
+        self._pending = (self._weights(), idx, xb, yb)
+
+    def after_step(self) -> None:
+        """Read w_{t+1} and the optimizer state, split the update over the examples, and contract with ḡ_t."""
+        if self._pending is None:
+            raise RuntimeError("after_step called without before_step")
+        w0, idx, xb, yb = self._pending
+        self._pending = None
+        group = self.optimizer.param_groups[0]
+        lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], float(group["eps"])
+        w1 = self._weights()
+        delta = self._flat(w1) - self._flat(w0)
+
+        # g_t = c_t (Σ_i ∇ℓ_i / B + λ_t ∇P), the gradient the optimizer consumed
+        per_example = self._example_grads(w0, xb, yb) / xb.shape[0]
+        weight = float(self.penalty_weight(self.t)) if self.penalty_weight is not None else 0.0
+        reg_grad = self._penalty_grad(w0, xb, weight) if weight != 0.0 else torch.zeros_like(delta)
+        total = per_example.sum(0) + reg_grad
+        clip = 1.0
+        if self.grad_clip > 0:
+            clip = min(1.0, self.grad_clip / (float(total.norm()) + 1e-6))
+        used = [p.grad for _, p in self.named]
+        if all(g is not None for g in used):
+            seen = torch.cat([g.detach().reshape(-1).to(self.dtype) for g in used])
+            self.grad_res.append(float((clip * total - seen).norm() / seen.norm().clamp_min(1e-300)))
+        else:
+            self.grad_res.append(math.nan)
+
+        # per-example first moments, then the exact split of this step's update
+        self.moments.mul_(beta1)
+        self.moments.index_add_(0, idx, (1.0 - beta1) * clip * per_example)
+        self.moment_reg.mul_(beta1).add_((1.0 - beta1) * clip * reg_grad)
+        states = [self.optimizer.state[p] for _, p in self.named]
+        step = int(float(states[0]["step"]))
+        exp_avg = torch.cat([s["exp_avg"].reshape(-1) for s in states]).to(self.dtype)
+        exp_avg_sq = torch.cat([s["exp_avg_sq"].reshape(-1) for s in states]).to(self.dtype)
+        if step != self.t + 1:
+            raise RuntimeError(f"optimizer step counter is {step}, expected {self.t + 1}: one optimizer.step() per hook step")
+        scale = lr / (1.0 - beta1 ** step)
+        precond = 1.0 / (exp_avg_sq.sqrt() / math.sqrt(1.0 - beta2 ** step) + eps)  # D_t
+        moment_sum = self.moments.sum(0) + self.moment_reg
+        self.mom_res.append(float((moment_sum - exp_avg).norm() / exp_avg.norm().clamp_min(1e-300)))
+        split_sum = -scale * precond * moment_sum
+        self.step_err.append(float((split_sum - delta).norm()))
+        self.step_norm.append(float(delta.norm()))
+        self.step_res.append(self.step_err[-1] / max(self.step_norm[-1], 1e-300))
+
+        # ḡ_t(x_q) by Gauss–Legendre along the actual segment, contracted with each Δw_{t,i}
+        step_vec = self._unflat(delta)
+        gbar = sum(wk * self._query_grads({n: w0[n] + tk * step_vec[n] for n in w0})
+                   for tk, wk in zip(self.nodes.tolist(), self.weights.tolist()))
+        weighted = -scale * gbar * precond  # (Q, P): ḡ ⊙ (−s D)
+        self.contrib += weighted @ self.moments.T
+        self.reg += weighted @ self.moment_reg
+        self.book += gbar @ (delta - split_sum)
+        self.lrs.append(lr)
+        self.clips.append(clip)
+        self.t += 1
+
+    def result(self) -> AdamPathDecomposition:
+        """The decomposition so far (``final`` is f at the live model's current weights)."""
+        if self.model is None:
+            raise RuntimeError("the recorder was never bound to a training loop")
+        final = self.query_values(self._weights())
+        residual = final - self.initial - self.contrib.sum(1) - self.reg
+        as_t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        return AdamPathDecomposition(
+            initial=self.initial.clone(), final=final, contributions=self.contrib.clone(), regulariser=self.reg.clone(),
+            residual=residual, bookkeeping=self.book.clone(), step_residuals=as_t(self.step_res),
+            step_errors=as_t(self.step_err), update_norms=as_t(self.step_norm),
+            momentum_residuals=as_t(self.mom_res), gradient_residuals=as_t(self.grad_res),
+            clip_factors=as_t(self.clips), quadrature=self.quadrature, lrs=list(self.lrs),
+        )
+
+
+# -- a trained run, replayed with the recorder -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query pixel: ``name`` (used in file names), boundary image ``(H, W)`` in {0, 1}, its exact mask, pixel."""
+
+    name: str
+    boundary: np.ndarray
+    mask: np.ndarray | None
+    pixel: tuple[int, int]
+    source: str
+
+
+def load_query_image(spec: str, config: object, *, size: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """Boundary and mask of ``spec``: ``"INDEX"`` (the run's test split) or ``"SUITE:INDEX"`` (``make(SUITE, size=size)``)."""
+    from jordanlab import data
+
+    suite, _, index = spec.rpartition(":")
+    if not index.isdigit():
+        raise ValueError(f"image spec must be INDEX or SUITE:INDEX, got {spec!r}")
+    i = int(index)
+    if not suite:
+        b, m = data.make(config.data.preset, "test", n=i + 1, seed=config.data.seed)
+        return b[i], m[i], f"{config.data.preset} test[{i}]"
+    b, m = data.make(suite, "test", n=i + 1, seed=seed, size=size)
+    return b[i], m[i], f"{suite} (size {size}) test[{i}] seed {seed}"
+
+
+def concentration(contributions: Tensor, fractions: Sequence[float] = (0.5, 0.9)) -> dict[str, int]:
+    """How many examples (largest |a_i| first) carry each fraction of Σ_i |a_i|."""
+    mag = contributions.abs().sort(descending=True).values
+    cum = mag.cumsum(0) / mag.sum().clamp_min(torch.finfo(mag.dtype).tiny)
+    return {f"n_{round(100 * f)}": int((cum < f).sum()) + 1 for f in fractions}
+
+
+def explain_adam_run(
+    run_dir: str,
+    queries: Sequence[Query],
+    out_dir: str,
+    *,
+    replay_dir: str | None = None,
+    quadrature: int = 2,
+    k: int = 6,
+    prefix: str = "explain-",
+    progress: bool = True,
+) -> dict:
+    """Replay the training run ``run_dir`` with an :class:`AdamPathRecorder` and write one figure + JSON per query.
+
+    The run is retrained from its saved ``config.toml`` into ``replay_dir`` (default ``OUT/replay``, which must
+    hold no checkpoint): same config and seed, hence the same batches, augmentations and weights; the final
+    weights are compared with ``run_dir``'s newest checkpoint (``weights_max_abs_diff`` in the summary).
+    Writes ``OUT/<prefix><name>.png`` and ``OUT/<prefix><name>.json`` per query and ``OUT/<prefix>summary.json``.
+    """
+    from pathlib import Path
+
+    from jordanlab import data
+    from jordanlab._atomic import write_json
+    from jordanlab.train import build_objective, list_checkpoints, load_config, load_model, train
+
+    run_dir, out = Path(run_dir), Path(out_dir)
+    config = load_config(run_dir / "config.toml")
+    if config.train.objective != "standard":
+        raise ValueError(f"run {str(run_dir)!r} uses train.objective={config.train.objective!r}; the recorder handles "
+                         "the standard objective (mean per-pixel loss plus an optional gate penalty) only")
+    replay = Path(replay_dir) if replay_dir is not None else out / "replay"
+    if list_checkpoints(replay):
+        raise ValueError(f"replay_dir {str(replay)!r} already holds checkpoints; the recording needs a fresh run")
+    n_train = config.data.n_train or data.resolve(config.data.preset).count("train")
+    objective = build_objective(config.train)
+    rec = AdamPathRecorder(
+        [torch.as_tensor(q.boundary, dtype=torch.float32)[None] for q in queries], [q.pixel for q in queries],
+        n_train, loss=config.train.loss, grad_clip=config.optim.grad_clip,
+        penalty_weight=objective.penalty_weight if config.train.gate_penalty > 0 else None, quadrature=quadrature,
+    )
+    import time
+
+    t0 = time.perf_counter()
+    train(config, replay, progress=progress, step_hooks=[rec])
+    seconds = time.perf_counter() - t0
+    result = rec.result()
+    original, _ = load_model(run_dir)
+    replayed, _ = load_model(replay)
+    diff = max(float((a - b).abs().max()) for a, b in zip(original.state_dict().values(), replayed.state_dict().values()))
+    train_b, train_m = data.load_dataset(replay / "data" / "train", "train")
+    summary = {
+        "run": str(run_dir), "replay": str(replay), "seconds": seconds, "steps": result.steps,
+        "quadrature": quadrature, "weights_max_abs_diff_vs_run": diff,
+        "step_residual_max": float(result.step_residuals.max()),
+        "step_residual_median": float(result.step_residuals.median()),
+        "step_residual_p99": float(result.step_residuals.quantile(0.99)),
+        "step_residual_aggregate": float(result.step_errors.sum() / result.update_norms.sum()),
+        "step_residual_max_at": int(result.step_residuals.argmax()),
+        "lr_at_max_step_residual": result.lrs[int(result.step_residuals.argmax())],
+        "bookkeeping_output_max": float(result.bookkeeping.abs().max()),
+        "momentum_residual_max": float(result.momentum_residuals.max()),
+        "gradient_residual_max": float(np.nanmax(result.gradient_residuals.numpy())),
+        "clipped_steps": int((result.clip_factors < 1).sum()),
+        "queries": [],
+    }
+    contrib = result.contributions.cpu()
+    summary["contribution_correlation"] = torch.corrcoef(contrib).tolist() if len(queries) > 1 else [[1.0]]
+    for j, q in enumerate(queries):
+        report = _query_report(result, j, q, k)
+        summary["queries"].append({key: report[key] for key in ("name", "f0", "fT", "sum_a", "a_reg", "relative_residual")})
+        write_json(out / f"{prefix}{q.name}.json", {**report, "run": str(run_dir), "steps": result.steps,
+                                                     "quadrature": quadrature})
+        plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png",
+                              title=f"{run_dir.name} (real Adam run, exact path decomposition): {q.source}")
+    write_json(out / f"{prefix}summary.json", summary)
+    return summary
+
+
+def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> dict:
+    a = result.contributions[j].cpu()
+    order = torch.argsort(a)
+    f0, ft = float(result.initial[j]), float(result.final[j])
+    return {
+        "name": q.name, "source": q.source, "pixel": list(q.pixel), "shape": list(q.boundary.shape),
+        "label": None if q.mask is None else int(q.mask[q.pixel]),
+        "f0": f0, "fT": ft, "change": ft - f0, "sum_a": float(a.sum()), "a_reg": float(result.regulariser[j]),
+        "residual": float(result.residual[j]), "relative_residual": float(result.relative_residual[j]),
+        "bookkeeping": float(result.bookkeeping[j]),
+        "sum_positive": float(a.clamp_min(0).sum()), "sum_negative": float(a.clamp_max(0).sum()),
+        "sum_abs": float(a.abs().sum()), "n_positive": int((a > 0).sum()), "n_negative": int((a < 0).sum()),
+        **concentration(a),
+        "top_positive": [{"index": int(i), "a": float(a[i])} for i in order.flip(0)[:k].tolist()],
+        "top_negative": [{"index": int(i), "a": float(a[i])} for i in order[:k].tolist()],
+    }
+
+
+def plot_adam_explanation(report: dict, query: Query, train_b: np.ndarray, train_m: np.ndarray, path: str, *,
+                          title: str = "") -> None:
+    """Query (pixel circled) and its top ±k training images (un-augmented originals, mask shaded), saved atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jordanlab._atomic import save_figure
+
+    k = len(report["top_positive"])
+    fig, axes = plt.subplots(2, k + 1, figsize=(1.8 * (k + 1), 4.3), squeeze=False)
+
+    def show(ax, b, m):
+        img = np.where(b > 0, 0.0, np.where(m > 0, 0.75, 1.0)) if m is not None else 1.0 - b
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+
+    r, c = query.pixel
+    show(axes[0, 0], query.boundary, query.mask)
+    axes[0, 0].plot([c], [r], marker="o", color="red", markersize=7, markerfacecolor="none", markeredgewidth=2)
+    axes[0, 0].set_title(f"{query.name} ({r},{c})\nf: {report['f0']:.2f} → {report['fT']:.2f}", fontsize=8)
+    axes[1, 0].axis("off")
+    axes[1, 0].text(0.0, 0.5,
+                    f"Σa_i = {report['sum_a']:+.2f}\na_reg = {report['a_reg']:+.2f}\n"
+                    f"rel. residual {report['relative_residual']:.1e}\n"
+                    f"Σ|a_i| = {report['sum_abs']:.1f}\n50% of Σ|a|: {report['n_50']} ex.\n90%: {report['n_90']} ex.\n"
+                    f"top row: +, bottom: −", fontsize=7.5, va="center")
+    for row, key in ((0, "top_positive"), (1, "top_negative")):
+        for col, item in enumerate(report[key]):
+            ax = axes[row, col + 1]
+            show(ax, train_b[item["index"]], train_m[item["index"]])
+            ax.set_title(f"#{item['index']}: {item['a']:+.3f}", fontsize=8, color="darkred" if row == 0 else "navy")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8.5)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+# -- command line (wired by the lead into ``jordanlab kernel``) ---------------------------------------------
+
+
+def add_explain_adam_parser(kernel_subparsers) -> None:
+    """Add ``explain-adam`` to the ``jordanlab kernel`` subparsers (``kernel_subparsers.add_parser``)."""
+    help_ = "exact Adam path decomposition of a real run: replay it and attribute query pixels to training images"
+    p = kernel_subparsers.add_parser("explain-adam", help=help_, description=help_)
+    p.add_argument("run", help="run directory (its config.toml is replayed; standard objective, Adam/AdamW wd=0)")
+    p.add_argument("--image", action="append", required=True,
+                   help="INDEX (the preset's test split) or SUITE:INDEX (suite at --size); repeat, one per --pixel")
+    p.add_argument("--pixel", action="append", required=True, help="R,C of the query pixel; repeat, one per --image")
+    p.add_argument("--size", type=int, default=64, help="base canvas of suite images (large-4x: 4x this)")
+    p.add_argument("--out", required=True, help="figures and JSON go here")
+    p.add_argument("--replay", default=None, help="fresh run directory for the replay (default OUT/replay)")
+    p.add_argument("--quadrature", type=int, default=2, help="Gauss-Legendre nodes per step")
+    p.add_argument("--k", type=int, default=6, help="top +k and -k training images in the figure")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_explain_adam_command)
+
+
+def run_explain_adam_command(args) -> int:
+    """The ``explain-adam`` command: build the queries, call :func:`explain_adam_run`, print the summary."""
+    import json
+    from pathlib import Path
+
+    from jordanlab.train import load_config
+
+    if len(args.image) != len(args.pixel):
+        raise ValueError(f"--image and --pixel must come in pairs, got {len(args.image)} and {len(args.pixel)}")
+    config = load_config(Path(args.run) / "config.toml")
+    queries = []
+    for spec, pix in zip(args.image, args.pixel):
+        r, c = (int(v) for v in pix.split(","))
+        b, m, source = load_query_image(spec, config, size=args.size)
+        name = f"{spec.replace(':', '-')}-r{r}c{c}"
+        queries.append(Query(name, b, m, (r, c), source))
+    summary = explain_adam_run(args.run, queries, args.out, replay_dir=args.replay, quadrature=args.quadrature,
+                               k=args.k, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

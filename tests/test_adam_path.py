@@ -1,0 +1,155 @@
+"""The exact Adam path decomposition (issue 5): bookkeeping, quadrature, attribution, refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from jordanlab.kernels import AdamPathRecorder
+from jordanlab.models import build
+
+
+class SmoothGated(nn.Module):
+    """A smooth (tanh) fully convolutional model with gates: forward = readout(x, gates(x))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Conv2d(1, 1, 3, padding=1)
+        self.body = nn.Conv2d(1, 3, 3, padding=1)
+        self.out = nn.Conv2d(4, 1, 1)
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.gate(x) + 0.5)
+
+    def gate_penalty(self, a: torch.Tensor) -> torch.Tensor:
+        return (1.0 - a * a).mean()
+
+    def readout(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.cat([torch.tanh(self.body(x)), a], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(x, self.gates(x))
+
+
+def _data(n: int = 10, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.3).double()
+    y = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.5).double()
+    return x, y
+
+
+def _penalty_weight(step: int) -> float:
+    return 0.0 if step < 2 else 0.1
+
+
+def _run(model: nn.Module, rec: AdamPathRecorder | None, *, steps: int = 8, lr: float = 0.05, clip: float = 0.5,
+         batch: int = 4, penalty: bool = True, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """A float64 copy of the trainer's step: lr, hook, mean BCE (+ ramped penalty), backward, clip, Adam, hook."""
+    x, y = _data()
+    opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, betas=(0.8, 0.99))
+    if rec is not None:
+        rec.bind(model, opt)
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    for t in range(steps):
+        idx = order[(t * batch) % 8:(t * batch) % 8 + batch]  # examples 8, 9 never seen
+        for g in opt.param_groups:
+            g["lr"] = lr * (1.0 + 0.5 * t / steps)
+        if rec is not None:
+            rec.before_step(idx, x[idx], y[idx])
+        logits = model(x[idx])
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
+        if penalty:
+            loss = loss + _penalty_weight(t) * model.gate_penalty(model.gates(x[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        if rec is not None:
+            rec.after_step()
+    return model
+
+
+def _queries() -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+    x, _ = _data(3, 12, seed=5)  # a larger canvas than training: the model is fully convolutional
+    return [x[0], x[1], x[2][:, :10, :7]], [(3, 4), (11, 0), (9, 6)]
+
+
+def _recorder(quadrature: int = 3, penalty: bool = True, clip: float = 0.5) -> AdamPathRecorder:
+    q, p = _queries()
+    return AdamPathRecorder(q, p, n_train=10, loss="bce", grad_clip=clip,
+                            penalty_weight=_penalty_weight if penalty else None, quadrature=quadrature)
+
+
+def test_bookkeeping_is_exact_with_clipping_and_penalty_on_the_parity_scan_net():
+    torch.manual_seed(0)
+    model = build("parity-scan", width=4).double()
+    rec = _recorder(quadrature=2, clip=0.02)
+    _run(model, rec, steps=8, clip=0.02)
+    r = rec.result()
+    assert r.steps == 8
+    assert float(r.step_residuals.max()) <= 1e-10
+    assert float(r.momentum_residuals.max()) <= 1e-10
+    assert float(r.gradient_residuals.max()) <= 1e-10  # the recorder recomputed the gradient the optimizer used
+    assert float(r.clip_factors.min()) < 1.0  # clipping was active in some step
+    assert float(r.regulariser.abs().max()) > 0  # the penalty moved the queries
+    assert float(r.bookkeeping.abs().max()) <= 1e-10
+
+
+def test_output_residual_shrinks_with_quadrature_on_a_smooth_model():
+    residuals = []
+    for nodes in (1, 3):
+        torch.manual_seed(0)
+        rec = _recorder(quadrature=nodes)
+        _run(SmoothGated().double(), rec)
+        residuals.append(float(rec.result().relative_residual.max()))
+    assert residuals[1] <= 1e-6
+    assert residuals[1] < residuals[0] / 10
+
+
+def test_sum_over_examples_reproduces_the_output_change():
+    torch.manual_seed(0)
+    model = SmoothGated().double()
+    rec = _recorder(quadrature=3)
+    _run(model, rec)
+    r = rec.result()
+    q, p = _queries()
+    with torch.no_grad():
+        final = torch.stack([model(x[None])[0, 0, i, j] for x, (i, j) in zip(q, p)])
+    torch.testing.assert_close(r.final, final, rtol=0, atol=1e-12)
+    change = r.final - r.initial
+    assert float(change.abs().min()) > 1e-3  # training moved every query
+    torch.testing.assert_close(r.contributions.sum(1) + r.regulariser, change, rtol=1e-6, atol=1e-9)
+    assert torch.all(r.contributions[:, 8:] == 0)  # never in a batch: no contribution
+    assert torch.all(r.contributions[:, :8] != 0)
+
+
+def test_the_hook_does_not_change_the_run():
+    torch.manual_seed(0)
+    a = _run(SmoothGated().double(), _recorder())
+    torch.manual_seed(0)
+    b = _run(SmoothGated().double(), None)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("make_opt, match", [
+    (lambda p: torch.optim.SGD(p, lr=0.1), "Adam or AdamW"),
+    (lambda p: torch.optim.AdamW(p, lr=0.1), "weight_decay"),  # AdamW's default weight_decay is 0.01
+    (lambda p: torch.optim.Adam(p, lr=0.1, amsgrad=True), "amsgrad"),
+    (lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=1e-4), "weight_decay"),
+])
+def test_refuses_unsupported_optimizers(make_opt, match):
+    model = SmoothGated().double()
+    with pytest.raises(ValueError, match=match):
+        _recorder().bind(model, make_opt(model.parameters()))
+
+
+def test_refuses_a_resumed_optimizer():
+    model = SmoothGated().double()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.zeros(1, 1, 4, 4, dtype=torch.float64)).sum().backward()
+    opt.step()
+    with pytest.raises(ValueError, match="already has state"):
+        _recorder().bind(model, opt)
