@@ -153,3 +153,34 @@ def test_refuses_a_resumed_optimizer():
     opt.step()
     with pytest.raises(ValueError, match="already has state"):
         _recorder().bind(model, opt)
+
+
+def test_recorder_inside_the_trainer_replays_the_same_run(tmp_path):
+    from jordanlab.train import build_objective, config_from_dict, load_model, train
+
+    config = config_from_dict({
+        "data": {"preset": "shapes-32", "n_train": 8, "n_val": 0, "augment": True, "seed": 0},
+        "model": {"name": "parity-scan", "kwargs": {"width": 4}},
+        "optim": {"name": "adam", "lr": 0.01, "grad_clip": 0.05, "schedule": "onecycle", "warmup_steps": 2},
+        "train": {"epochs": 2, "batch_size": 3, "loss": "bce", "seed": 0, "device": "cpu",
+                  "gate_penalty": 0.05, "gate_penalty_start": 1, "gate_penalty_full": 3},
+    })
+    q = torch.zeros(1, 20, 40)
+    q[0, 5, 10:30] = q[0, 15, 10:30] = q[0, 5:16, 10] = q[0, 5:16, 29] = 1.0  # a rectangle on a wider canvas
+    rec = AdamPathRecorder([q, q], [(10, 20), (2, 20)], n_train=8, grad_clip=0.05,
+                           penalty_weight=build_objective(config.train).penalty_weight)
+    train(config, tmp_path / "with", progress=False, step_hooks=[rec])
+    train(config, tmp_path / "without", progress=False)
+    a, _ = load_model(tmp_path / "with")
+    b, _ = load_model(tmp_path / "without")
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(pa, pb)  # the hook observes, it does not change the run
+    r = rec.result()
+    assert r.steps == 6  # 8 images, batches of 3 (the last of 2), 2 epochs
+    assert float(r.clip_factors.min()) < 1.0 and float(r.regulariser.abs().max()) > 0
+    assert float(r.gradient_residuals.max()) < 1e-4  # float32 run, recomputed in float32
+    assert float(r.step_residuals.max()) < 1e-4
+    with torch.no_grad():
+        final = a(q[None])[0, 0, [10, 2], [20, 20]].double()
+    torch.testing.assert_close(r.final, final, rtol=1e-5, atol=1e-5)
+    assert float(r.relative_residual.max()) < 0.05  # ReLU kinks crossed inside steps: small, not float-exact

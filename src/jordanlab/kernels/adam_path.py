@@ -95,9 +95,10 @@ class AdamPathDecomposition:
     bookkeeping : Tensor of shape (Q,)
         Σ_t ḡ_t·(Δw_t − Σ_i Δw_{t,i} − Δw_{t,reg}): the part of the residual due to the update split.
     step_residuals : Tensor of shape (T,)
-        ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| / ||Δw_t|| per step. In a float32 run, steps whose update is
-        below the weights' resolution (lr → 0 at the end of a one-cycle schedule) have a large *relative* but a
-        tiny absolute error: see ``step_errors`` and ``update_norms``.
+        ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| / max(||Δw_t||, ||Σ_i Δw_{t,i} + Δw_{t,reg}||) per step. In a
+        float32 run, steps whose update is below the weights' resolution (lr → 0 at the end of a one-cycle
+        schedule: Δw_t rounds to 0) have a relative residual near 1 but a tiny absolute error: see
+        ``step_errors`` and ``update_norms``.
     step_errors, update_norms : Tensor of shape (T,)
         ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| and ||Δw_t||.
     momentum_residuals : Tensor of shape (T,)
@@ -185,7 +186,12 @@ class AdamPathRecorder:
     quadrature : int
         Gauss–Legendre nodes per step for ḡ_t.
     dtype : torch.dtype
-        Precision of the recomputation (the live model keeps its own).
+        Precision of the query gradients, the per-example moments and the contractions.
+    gradient_dtype : torch.dtype, optional
+        Precision in which the per-example and penalty gradients are recomputed; ``None`` (default): the live
+        model's own dtype, so that they reproduce the gradient the optimizer consumed, rounding included (in a
+        float32 run, saturated tanh gates have a float32 derivative of exactly 0 where float64 gives ~1e-8; a
+        float64 recomputation would then not sum to the run's gradient).
     """
 
     def __init__(
@@ -199,6 +205,7 @@ class AdamPathRecorder:
         penalty_weight: Callable[[int], float] | None = None,
         quadrature: int = 2,
         dtype: torch.dtype = torch.float64,
+        gradient_dtype: torch.dtype | None = None,
     ) -> None:
         if loss not in PIXEL_LOSSES:
             raise ValueError(f"loss must be one of {PIXEL_LOSSES}, got {loss!r}")
@@ -219,7 +226,7 @@ class AdamPathRecorder:
         self.n_train, self.loss, self.grad_clip = n_train, loss, float(grad_clip)
         self.penalty_weight = penalty_weight
         self.nodes, self.weights = F.gauss_legendre(quadrature, dtype, torch.device("cpu"))
-        self.quadrature, self.dtype = quadrature, dtype
+        self.quadrature, self.dtype, self.gradient_dtype = quadrature, dtype, gradient_dtype
         self.model: nn.Module | None = None
         self._pending: tuple | None = None
 
@@ -240,7 +247,11 @@ class AdamPathRecorder:
         self.device = named[0][1].device
         self.copy = copy.deepcopy(model).to(self.dtype)
         self.state = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in F.frozen_state(model).items()}
-        self.penalty_net = _Penalty(self.copy) if self.penalty_weight is not None else None
+        gdtype = self.gradient_dtype or named[0][1].dtype
+        self.gdtype = gdtype
+        self.grad_copy = copy.deepcopy(model).to(gdtype)
+        self.grad_state = {k: v.to(gdtype) if v.is_floating_point() else v for k, v in F.frozen_state(model).items()}
+        self.penalty_net = _Penalty(self.grad_copy) if self.penalty_weight is not None else None
         self.sizes = [p.numel() for _, p in named]
         n_params = sum(self.sizes)
         self.moments = torch.zeros(self.n_train, n_params, dtype=self.dtype, device=self.device)
@@ -260,8 +271,8 @@ class AdamPathRecorder:
         self.grad_res: list[float] = []
         self.clips: list[float] = []
 
-    def _weights(self) -> dict[str, Tensor]:
-        return {n: p.detach().to(self.dtype).clone() for n, p in self.named}
+    def _weights(self, dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+        return {n: p.detach().to(dtype or self.dtype).clone() for n, p in self.named}
 
     def _flat(self, tree: dict[str, Tensor], lead: int = 0) -> Tensor:
         return torch.cat([tree[n].reshape(*tree[n].shape[:lead], -1) for n, _ in self.named], dim=-1)
@@ -291,14 +302,14 @@ class AdamPathRecorder:
         """∇ℓ_i(w) for every example of the batch, shape (B, P)."""
 
         def loss_i(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            out = self._f(p, x[None])
+            out = functional_call(self.grad_copy, {**p, **self.grad_state}, (x[None],))
             return _pixel_loss(out, y[None].reshape(out.shape), self.loss)
 
         return self._flat(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
 
     def _penalty_grad(self, w: dict[str, Tensor], xb: Tensor, weight: float) -> Tensor:
         """∇(λ_t P(w; batch)), shape (P,)."""
-        prefixed = {f"model.{k}": v for k, v in {**w, **self.state}.items()}
+        prefixed = {f"model.{k}": v for k, v in {**w, **self.grad_state}.items()}
         keys = list(w)
 
         def pen(p: dict[str, Tensor]) -> Tensor:
@@ -320,15 +331,15 @@ class AdamPathRecorder:
             raise ValueError(f"batch_indices must be {inputs.shape[0]} distinct dataset indices, got {idx.tolist()}")
         if int(idx.min()) < 0 or int(idx.max()) >= self.n_train:
             raise ValueError(f"batch_indices must lie in [0, {self.n_train}), got {idx.tolist()}")
-        xb = inputs.detach().to(self.dtype)
-        yb = targets.detach().to(self.dtype)
-        self._pending = (self._weights(), idx, xb, yb)
+        xb = inputs.detach().to(self.gdtype)
+        yb = targets.detach().to(self.gdtype)
+        self._pending = (self._weights(), self._weights(self.gdtype), idx, xb, yb)
 
     def after_step(self) -> None:
         """Read w_{t+1} and the optimizer state, split the update over the examples, and contract with ḡ_t."""
         if self._pending is None:
             raise RuntimeError("after_step called without before_step")
-        w0, idx, xb, yb = self._pending
+        w0, w0_grad, idx, xb, yb = self._pending
         self._pending = None
         group = self.optimizer.param_groups[0]
         lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], float(group["eps"])
@@ -336,9 +347,10 @@ class AdamPathRecorder:
         delta = self._flat(w1) - self._flat(w0)
 
         # g_t = c_t (Σ_i ∇ℓ_i / B + λ_t ∇P), the gradient the optimizer consumed
-        per_example = self._example_grads(w0, xb, yb) / xb.shape[0]
+        per_example = self._example_grads(w0_grad, xb, yb).to(self.dtype) / xb.shape[0]
         weight = float(self.penalty_weight(self.t)) if self.penalty_weight is not None else 0.0
-        reg_grad = self._penalty_grad(w0, xb, weight) if weight != 0.0 else torch.zeros_like(delta)
+        reg_grad = (self._penalty_grad(w0_grad, xb, weight).to(self.dtype) if weight != 0.0
+                    else torch.zeros_like(delta))
         total = per_example.sum(0) + reg_grad
         clip = 1.0
         if self.grad_clip > 0:
@@ -367,7 +379,7 @@ class AdamPathRecorder:
         split_sum = -scale * precond * moment_sum
         self.step_err.append(float((split_sum - delta).norm()))
         self.step_norm.append(float(delta.norm()))
-        self.step_res.append(self.step_err[-1] / max(self.step_norm[-1], 1e-300))
+        self.step_res.append(self.step_err[-1] / max(self.step_norm[-1], float(split_sum.norm()), 1e-300))
 
         # ḡ_t(x_q) by Gauss–Legendre along the actual segment, contracted with each Δw_{t,i}
         step_vec = self._unflat(delta)
@@ -525,6 +537,7 @@ def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> di
         **concentration(a),
         "top_positive": [{"index": int(i), "a": float(a[i])} for i in order.flip(0)[:k].tolist()],
         "top_negative": [{"index": int(i), "a": float(a[i])} for i in order[:k].tolist()],
+        "contributions": [round(float(v), 9) for v in a.tolist()],
     }
 
 
