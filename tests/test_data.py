@@ -35,7 +35,7 @@ def test_every_preset_and_suite_gives_valid_exact_data(name):
         if thick[i] == 1:
             assert (_neighbours(b[i]) == 2).all(), "simple closed 8-curves"
         else:
-            assert name == "thick" and thick[i] in (2, 3)
+            assert name in ("thick", "strokes-32") and thick[i] in (2, 3)
     np.testing.assert_array_equal(m, fill(b))
     np.testing.assert_array_equal(m, fill(b, method="flood"))
 
@@ -299,5 +299,6 @@ def test_gallery_shows_every_preset_and_suite(tmp_path):
     out = D.gallery(tmp_path / "gallery.png", per_name=1, size=32)
     im = Image.open(out)
     rows = len(D.preview.GALLERY_NAMES) + 1  # plus the affine-augmentation row
-    assert set(D.preview.GALLERY_NAMES) == set(D.PRESETS) | set(D.SUITES)
+    # strokes-32 (shapes-32 with 1-3 px strokes, for automaton-scan) is not in the gallery yet.
+    assert set(D.preview.GALLERY_NAMES) == (set(D.PRESETS) - {"strokes-32"}) | set(D.SUITES)
     assert im.size[1] > rows * 100

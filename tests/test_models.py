@@ -36,6 +36,7 @@ SMALL: dict[str, dict] = {
     "recurrent": dict(width=4, iters=3),
     "scan": dict(width=4, head_width=4, directions=("right", "up")),
     "parity-scan": dict(width=4),
+    "automaton-scan": dict(states=4, width=4),
 }
 LEARNED = sorted(SMALL)
 #: Options that select the BatchNorm-free variant (needed for tangent-kernel analysis).

@@ -9,6 +9,9 @@ Presets
 ``shapes-32``, ``shapes-64``  (2,000 train / 200 test), ``shapes-128`` (1,115 / 140, the talk's
 set): one shape per image, a blob or a star polygon with probability 1/2 each
 (:func:`jordanlab.curves.simple_shape`); random affine distortion at train time.
+``strokes-32`` (2,000 / 200): the ``shapes`` family on 32x32 with a stroke width of 1, 2 or 3
+pixels drawn per image (the ``thick`` suite's strokes are in training; augmentation re-rasterizes
+with the image's own width).
 ``textures-256`` (10,000 / 1,000): :func:`jordanlab.curves.texture` compositions of many shapes,
 some nested; random flips at train time.
 
@@ -90,6 +93,7 @@ class Spec:
 PRESETS: dict[str, Spec] = {
     "shapes-32": Spec("shapes-32", 32, "shape", 2000, 200, augment="affine"),
     "shapes-64": Spec("shapes-64", 64, "shape", 2000, 200, augment="affine"),
+    "strokes-32": Spec("strokes-32", 32, "shape", 2000, 200, augment="affine", thickness=(1, 3)),
     "shapes-128": Spec("shapes-128", 128, "shape", 1115, 140, augment="affine"),
     "textures-256": Spec("textures-256", 256, "texture", 10000, 1000, augment="flip"),
 }

@@ -4,6 +4,7 @@
 ``(N, C, H, W)`` float images to ``(N, 1, H, W)`` logits on any canvas size.
 """
 
+from .automaton import AutomatonScanNet, suffix_state_scan
 from .cnn import LocalCNN
 from .recurrent import RecurrentNet, progressive_rollout, run_until_stable
 from .registry import MODELS, build, count_parameters, model_table, receptive_field
@@ -12,6 +13,7 @@ from .unet import UNet
 
 __all__ = [
     "MODELS",
+    "AutomatonScanNet",
     "LocalCNN",
     "ParityScanNet",
     "RecurrentNet",
@@ -24,4 +26,5 @@ __all__ = [
     "progressive_rollout",
     "receptive_field",
     "run_until_stable",
+    "suffix_state_scan",
 ]

@@ -9,6 +9,7 @@ from torch import nn
 
 from jordanlab.topology import PropagationNet, ScanNet
 
+from .automaton import AutomatonScanNet
 from .cnn import UNET_CONV_LAYERS, LocalCNN
 from .recurrent import RecurrentNet
 from .scan import ParityScanNet, RowScanNet
@@ -135,6 +136,21 @@ def parity_scan(
     return ParityScanNet(in_channels=in_channels, width=width, gate=gate, method=method)
 
 
+def automaton_scan(
+    *,
+    in_channels: int = 1,
+    states: int = 4,
+    window: tuple[int, int] = (5, 3),
+    width: int = 16,
+    parity: bool = True,
+    method: str = "doubling",
+) -> nn.Module:
+    """Learned row automaton: k×k stochastic transitions from a 5×3 window, state scan h = h'·A along rows, 1×1 head."""
+    return AutomatonScanNet(
+        in_channels=in_channels, states=states, window=window, width=width, parity=parity, method=method
+    )
+
+
 def _check_one_channel(in_channels: int, name: str) -> None:
     if in_channels != 1:
         raise ValueError(f"{name} reads a single boundary channel; in_channels must be 1, got {in_channels!r}")
@@ -164,6 +180,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "recurrent": recurrent,
     "scan": scan,
     "parity-scan": parity_scan,
+    "automaton-scan": automaton_scan,
     "programmed-propagation": programmed_propagation,
     "programmed-scan": programmed_scan,
 }
