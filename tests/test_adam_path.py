@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -184,3 +186,23 @@ def test_recorder_inside_the_trainer_replays_the_same_run(tmp_path):
         final = a(q[None])[0, 0, [10, 2], [20, 20]].double()
     torch.testing.assert_close(r.final, final, rtol=1e-5, atol=1e-5)
     assert float(r.relative_residual.max()) < 0.05  # ReLU kinks crossed inside steps: small, not float-exact
+
+
+def test_explain_adam_cli_replays_the_run_and_accounts_for_the_output_change(tmp_path):
+    from jordanlab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "configs/quick-parity-scan.toml", "--out", str(run), "--device", "cpu", "--quiet",
+                 "--set", "data.n_train=6", "--set", "data.n_val=0", "--set", "train.epochs=2",
+                 "--set", "train.batch_size=3", "--set", "model.kwargs.width=4",
+                 "--set", "optim.warmup_steps=1", "--set", "train.gate_penalty_start=1",
+                 "--set", "train.gate_penalty_full=2"]) == 0
+    out = tmp_path / "explain"
+    assert main(["kernel", "explain-adam", str(run), "--image", "0", "--pixel", "16,16",
+                 "--image", "spiral:0", "--pixel", "20,20", "--size", "32", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "explain-summary.json").read_text())
+    assert summary["steps"] == 4 and summary["weights_max_abs_diff_vs_run"] == 0.0  # the replay is the run
+    for q in summary["queries"]:
+        change = q["fT"] - q["f0"]
+        assert abs(q["sum_a"] + q["a_reg"] - change) <= 0.05 * abs(change) + 1e-6  # ReLU kinks: small, not exact
+        assert (out / f"explain-{q['name']}.png").stat().st_size > 0

@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     # kernels
     kernel = sub.add_parser("kernel", help="the kernel lens: tangent, path and infinite-width kernels").add_subparsers(
         dest="kernel_command", required=True, metavar="SUBCOMMAND")
+    from jordanlab.kernels.adam_path import add_explain_adam_parser
+    add_explain_adam_parser(kernel)
     p = command(kernel, "verify", _cmd_kernel_verify,
                 "check the exact kernel-machine decomposition of (S)GD runs; write verify.json and plots")
     p.add_argument("--out", required=True)
