@@ -71,7 +71,7 @@ def _hand_set_parity_automaton(k: float = 20.0, *, parity: bool = True) -> Autom
     logit = 2·ReLU(B) + 2·ReLU(−σ) − 1. ``parity=False``: logits of the full 2×2 matrix; head reads
     h: logit = 2·ReLU(B) + 2·ReLU(2h₁ − 1) − 1. Figure iff curve pixel or odd parity.
     """
-    net = build("automaton-scan", states=2, window=(5, 3), width=3, parity=parity)
+    net = build("automaton-scan", states=2, window=(5, 3), width=3, parity=parity, reset=parity)
     with torch.no_grad():
         for p in net.parameters():
             p.zero_()
@@ -145,14 +145,34 @@ def test_parity_transitions_commute_with_the_parity_swap():
     assert net.head[0].in_channels == 1 + 1
 
 
+def test_background_resets_the_memory_and_keeps_the_parity():
+    torch.manual_seed(6)
+    net = build("automaton-scan", states=6, width=4)
+    x = torch.zeros(1, 1, 6, 9)
+    x[0, 0, 2, 3:5] = 1.0
+    a = net.gates(x)
+    reset = torch.zeros(6, 6)
+    reset[:3, 0] = 1.0
+    reset[3:, 3] = 1.0
+    background = x[0, 0] == 0
+    assert torch.equal(a[0][background], reset.expand(int(background.sum()), 6, 6))
+    assert not torch.equal(a[0, 2, 3], reset)  # the stroke's own transitions are learned
+    h = net.scan_states(a)[0]  # (k, H, W): right of the run the mass is in (even, memory 0)
+    assert torch.equal(h[:, 2, 5], torch.eye(6)[0])
+    mem_left = h[:, 2, 2]  # left of the run: memory 0 again, whatever the parity
+    torch.testing.assert_close(mem_left[0] + mem_left[3], torch.tensor(1.0))
+    free = build("automaton-scan", states=6, width=4, reset=False)
+    assert not torch.equal(free.gates(x)[0][background][0], reset)
+
+
 def test_unconstrained_automaton_reads_every_state():
-    net = build("automaton-scan", states=3, width=4, parity=False)
+    net = build("automaton-scan", states=3, width=4, parity=False, reset=False)
     assert net.head[0].in_channels == 1 + 3
     assert net(torch.zeros(1, 1, 5, 6)).shape == (1, 1, 5, 6)
 
 
 def test_gate_penalty_is_the_normalised_row_entropy():
-    net = build("automaton-scan", states=3, width=2, parity=False)
+    net = build("automaton-scan", states=3, width=2, parity=False, reset=False)
     perm = torch.eye(3)[[2, 0, 1]].expand(1, 4, 5, 3, 3)
     uniform = torch.full((1, 4, 5, 3, 3), 1 / 3)
     assert net.gate_penalty(perm).item() == 0.0
@@ -161,7 +181,7 @@ def test_gate_penalty_is_the_normalised_row_entropy():
 
 def test_initial_transitions_hold_and_are_row_stochastic():
     torch.manual_seed(0)
-    net = build("automaton-scan", states=4, width=8, parity=False)
+    net = build("automaton-scan", states=4, width=8, parity=False, reset=False)
     a = net.gates(torch.rand(2, 1, 6, 7).round())
     assert a.shape == (2, 6, 7, 4, 4)
     torch.testing.assert_close(a.sum(-1), torch.ones(2, 6, 7, 4))
@@ -176,7 +196,7 @@ def test_initial_transitions_hold_and_are_row_stochastic():
 @pytest.mark.parametrize(("states", "parity"), [(6, True), (5, False)])
 def test_any_canvas_and_finite_gradients(size, states, parity):
     torch.manual_seed(1)
-    net = build("automaton-scan", in_channels=2, states=states, window=(5, 3), width=4, parity=parity)
+    net = build("automaton-scan", in_channels=2, states=states, window=(5, 3), width=4, parity=parity, reset=parity)
     x = torch.rand(2, 2, *size).round()
     y = net(x)
     assert y.shape == (2, 1, *size) and torch.isfinite(y).all()
@@ -221,6 +241,7 @@ def test_state_reaches_the_right_border_only():
     [
         (dict(states=1), "states must be >= 2"),
         (dict(states=5), "states must be even with parity=True"),
+        (dict(parity=False), "reset=True needs parity=True"),
         (dict(states=0), "states must be >= 1"),
         (dict(window=(5,)), "window must be a pair"),
         (dict(window=(0, 3)), "window must be a pair"),

@@ -143,11 +143,13 @@ def automaton_scan(
     window: tuple[int, int] = (5, 3),
     width: int = 16,
     parity: bool = True,
+    reset: bool = True,
     method: str = "doubling",
 ) -> nn.Module:
-    """Learned row automaton: k×k stochastic transitions from a 5×3 window, state scan h = h'·A along rows, 1×1 head."""
+    """Learned row automaton: parity bit × memory states, transitions from a 5×3 window, memory reset off the stroke, 1×1 head."""
     return AutomatonScanNet(
-        in_channels=in_channels, states=states, window=window, width=width, parity=parity, method=method
+        in_channels=in_channels, states=states, window=window, width=width, parity=parity,
+        reset=reset, method=method,
     )
 
 
