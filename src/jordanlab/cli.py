@@ -147,6 +147,24 @@ def _cmd_kernel_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kernel_explain_adam(args: argparse.Namespace) -> int:
+    from jordanlab.kernels.adam_path import Query, explain_adam_run, load_query_image
+    from jordanlab.train import load_config
+
+    if len(args.image) != len(args.pixel):
+        raise ValueError(f"--image and --pixel must come in pairs, got {len(args.image)} and {len(args.pixel)}")
+    config = load_config(Path(args.run) / "config.toml")
+    queries = []
+    for spec, pix in zip(args.image, args.pixel):
+        r, c = (int(v) for v in pix.split(","))
+        b, m, source = load_query_image(spec, config, size=args.size)
+        queries.append(Query(f"{spec.replace(':', '-')}-r{r}c{c}", b, m, (r, c), source))
+    summary = explain_adam_run(args.run, queries, args.out, replay_dir=args.replay, quadrature=args.quadrature,
+                               k=args.k, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def _cmd_kernel_infinite(args: argparse.Namespace) -> int:
     from jordanlab.kernels.thesis import infinite_check
 
@@ -250,8 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     # kernels
     kernel = sub.add_parser("kernel", help="the kernel lens: tangent, path and infinite-width kernels").add_subparsers(
         dest="kernel_command", required=True, metavar="SUBCOMMAND")
-    from jordanlab.kernels.adam_path import add_explain_adam_parser
-    add_explain_adam_parser(kernel)
     p = command(kernel, "verify", _cmd_kernel_verify,
                 "check the exact kernel-machine decomposition of (S)GD runs; write verify.json and plots")
     p.add_argument("--out", required=True)
@@ -268,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=64, help="training images in the recorded SGD copy")
     p.add_argument("--steps", type=int, default=200, help="SGD steps of the recorded copy")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate of the recorded copy")
+    quiet(p)
+    p = command(kernel, "explain-adam", _cmd_kernel_explain_adam,
+                "exact path decomposition of a real Adam run: replay it and attribute query pixels to training images")
+    p.add_argument("run", help="run directory (its config.toml is replayed; standard objective, Adam/AdamW wd=0)")
+    p.add_argument("--image", action="append", required=True,
+                   help="INDEX (the preset's test split) or SUITE:INDEX (suite at --size); repeat, one per --pixel")
+    p.add_argument("--pixel", action="append", required=True, help="R,C of the query pixel; repeat, one per --image")
+    p.add_argument("--size", type=int, default=64, help="base canvas of suite images (large-4x: 4x this)")
+    p.add_argument("--out", required=True, help="figures and JSON go here")
+    p.add_argument("--replay", default=None, help="fresh run directory for the replay (default OUT/replay)")
+    p.add_argument("--quadrature", type=int, default=2, help="Gauss-Legendre nodes per step")
+    p.add_argument("--k", type=int, default=6, help="top +k and -k training images in the figure")
     quiet(p)
     p = command(kernel, "infinite-check", _cmd_kernel_infinite,
                 "closed-form NTK/NNGP against finite widths and wide trained networks")
