@@ -299,6 +299,5 @@ def test_gallery_shows_every_preset_and_suite(tmp_path):
     out = D.gallery(tmp_path / "gallery.png", per_name=1, size=32)
     im = Image.open(out)
     rows = len(D.preview.GALLERY_NAMES) + 1  # plus the affine-augmentation row
-    # strokes-32 (shapes-32 with 1-3 px strokes, for automaton-scan) is not in the gallery yet.
-    assert set(D.preview.GALLERY_NAMES) == (set(D.PRESETS) - {"strokes-32"}) | set(D.SUITES)
+    assert set(D.preview.GALLERY_NAMES) == set(D.PRESETS) | set(D.SUITES)
     assert im.size[1] > rows * 100

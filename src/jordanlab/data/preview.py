@@ -104,6 +104,7 @@ def preview_dataset(
 
 GALLERY_NAMES: tuple[str, ...] = (
     "shapes-32",
+    "strokes-32",
     "shapes-64",
     "shapes-128",
     "textures-256",
