@@ -274,9 +274,6 @@ class AdamPathRecorder:
     def _weights(self, dtype: torch.dtype | None = None) -> dict[str, Tensor]:
         return {n: p.detach().to(dtype or self.dtype).clone() for n, p in self.named}
 
-    def _flat(self, tree: dict[str, Tensor], lead: int = 0) -> Tensor:
-        return torch.cat([tree[n].reshape(*tree[n].shape[:lead], -1) for n, _ in self.named], dim=-1)
-
     def _unflat(self, vec: Tensor) -> dict[str, Tensor]:
         parts = torch.split(vec, self.sizes)
         return {n: v.reshape(p.shape) for (n, p), v in zip(self.named, parts)}
@@ -295,7 +292,7 @@ class AdamPathRecorder:
         rows = []
         for x, (r, c) in zip(self.queries, self.pixels):
             g = grad(lambda p, x=x, r=r, c=c: self._f(p, x[None])[0, 0, r, c])(w)
-            rows.append(self._flat(g))
+            rows.append(F.flatten(g, 0))
         return torch.stack(rows)
 
     def _example_grads(self, w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
@@ -305,7 +302,7 @@ class AdamPathRecorder:
             out = functional_call(self.grad_copy, {**p, **self.grad_state}, (x[None],))
             return _pixel_loss(out, y[None].reshape(out.shape), self.loss)
 
-        return self._flat(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
+        return F.flatten(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
 
     def _penalty_grad(self, w: dict[str, Tensor], xb: Tensor, weight: float) -> Tensor:
         """∇(λ_t P(w; batch)), shape (P,)."""
@@ -316,7 +313,7 @@ class AdamPathRecorder:
             full = {**prefixed, **{f"model.{k}": p[k] for k in keys}}
             return weight * functional_call(self.penalty_net, full, (xb,))
 
-        return self._flat(grad(pen)(w))
+        return F.flatten(grad(pen)(w), 0)
 
     # -- the hook ----------------------------------------------------------------------------------------
     def before_step(self, batch_indices: Sequence[int] | Tensor, inputs: Tensor, targets: Tensor) -> None:
@@ -344,7 +341,7 @@ class AdamPathRecorder:
         group = self.optimizer.param_groups[0]
         lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], float(group["eps"])
         w1 = self._weights()
-        delta = self._flat(w1) - self._flat(w0)
+        delta = F.flatten(w1, 0) - F.flatten(w0, 0)
 
         # g_t = c_t (Σ_i ∇ℓ_i / B + λ_t ∇P), the gradient the optimizer consumed
         per_example = self._example_grads(w0_grad, xb, yb).to(self.dtype) / xb.shape[0]
