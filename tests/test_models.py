@@ -37,6 +37,7 @@ SMALL: dict[str, dict] = {
     "scan": dict(width=4, head_width=4, directions=("right", "up")),
     "parity-scan": dict(width=4),
     "automaton-scan": dict(states=4, width=4),
+    "crossing-depth": dict(),
 }
 LEARNED = sorted(SMALL)
 #: Options that select the BatchNorm-free variant (needed for tangent-kernel analysis).

@@ -88,7 +88,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from jordanlab.evaluate import evaluate_run, format_table
 
-    if args.suites:
+    if args.suites == "all":
+        suites = None
+    elif args.suites:
         suites = args.suites.split(",")
     else:  # --data alone evaluates only those directories
         suites = () if args.data else None
@@ -251,8 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     quiet(p)
     p = command(sub, "eval", _cmd_eval, "evaluate a run on the test split and every OOD suite")
     p.add_argument("run", help="run directory")
-    p.add_argument("--suites", default=None, help="comma-separated suite names (default: all)")
-    p.add_argument("--data", action="append", metavar="DIR", help="also evaluate a dataset directory")
+    p.add_argument("--suites", default=None,
+                   help="comma-separated suite names, or 'all' (default: all, or none when --data is given)")
+    p.add_argument("--data", action="append", metavar="DIR",
+                   help="evaluate a dataset directory (repeatable); alone it replaces the suites, "
+                        "with --suites all it adds to them")
     p.add_argument("--n", type=int, default=None, help="images per suite")
     p.add_argument("--max-iters", type=int, default=None, help="iteration budget of recurrent models")
     p.add_argument("--patience", type=int, default=10,

@@ -41,7 +41,9 @@ def predict_masks(
     For a recurrent model (``init_state/step/readout``) each image is iterated until its
     prediction has not changed for ``patience`` iterations, at most ``max_iters``
     (:func:`default_max_iters` when ``None``), by ``jordanlab.models.run_until_stable``: a halting
-    rule that never looks at labels.
+    rule that never looks at labels. A model with its own fixed-point rule
+    (``forward_with_rounds(x, max_rounds=...)``, e.g. ``crossing-depth``) runs it under the same
+    budget and reports its rounds as iterations.
 
     Returns
     -------
@@ -59,14 +61,18 @@ def predict_masks(
     was_training = model.training
     model.eval()
     recurrent = is_recurrent(model)
+    rounds = callable(getattr(model, "forward_with_rounds", None))
     budget = default_max_iters(*b.shape[1:]) if max_iters is None else int(max_iters)
     masks = np.empty(b.shape, dtype=np.uint8)
-    iters = np.empty(len(b), dtype=np.int64) if recurrent else None
+    iters = np.empty(len(b), dtype=np.int64) if recurrent or rounds else None
     try:
         model.to(dev)
         for start in range(0, len(b), batch_size):
             x = torch.from_numpy(b[start:start + batch_size].astype(np.float32))[:, None].to(dev)
-            if recurrent:
+            if rounds:
+                logits, used = model.forward_with_rounds(x, max_rounds=budget)
+                iters[start:start + len(x)] = used.cpu().numpy()
+            elif recurrent:
                 from jordanlab.models import run_until_stable
 
                 logits, used = run_until_stable(model, x, max_iters=budget, patience=patience)

@@ -6,6 +6,7 @@
 
 from .automaton import AutomatonScanNet, suffix_state_scan
 from .cnn import LocalCNN
+from .depth import CrossingDepthNet, min_plus_scan
 from .recurrent import RecurrentNet, progressive_rollout, run_until_stable
 from .registry import MODELS, build, count_parameters, model_table, receptive_field
 from .scan import ParityScanNet, RowScanNet, linear_scan
@@ -14,6 +15,7 @@ from .unet import UNet
 __all__ = [
     "MODELS",
     "AutomatonScanNet",
+    "CrossingDepthNet",
     "LocalCNN",
     "ParityScanNet",
     "RecurrentNet",
@@ -22,6 +24,7 @@ __all__ = [
     "build",
     "count_parameters",
     "linear_scan",
+    "min_plus_scan",
     "model_table",
     "progressive_rollout",
     "receptive_field",

@@ -11,6 +11,7 @@ from jordanlab.topology import PropagationNet, ScanNet
 
 from .automaton import AutomatonScanNet
 from .cnn import UNET_CONV_LAYERS, LocalCNN
+from .depth import CrossingDepthNet
 from .recurrent import RecurrentNet
 from .scan import ParityScanNet, RowScanNet
 from .unet import UNet
@@ -153,6 +154,21 @@ def automaton_scan(
     )
 
 
+def crossing_depth(
+    *,
+    in_channels: int = 1,
+    window: str | tuple[int, int] = "pair",
+    width: int = 16,
+    init_logit: float = -4.0,
+    sparsity: float = 0.1,
+    tol: float = 1e-4,
+) -> nn.Module:
+    """Learned even-odd depth: learned crossing costs, min-plus row/column sweeps to a fixed point, parity readout."""
+    return CrossingDepthNet(
+        in_channels=in_channels, window=window, width=width, init_logit=init_logit, sparsity=sparsity, tol=tol
+    )
+
+
 def _check_one_channel(in_channels: int, name: str) -> None:
     if in_channels != 1:
         raise ValueError(f"{name} reads a single boundary channel; in_channels must be 1, got {in_channels!r}")
@@ -183,6 +199,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "scan": scan,
     "parity-scan": parity_scan,
     "automaton-scan": automaton_scan,
+    "crossing-depth": crossing_depth,
     "programmed-propagation": programmed_propagation,
     "programmed-scan": programmed_scan,
 }
