@@ -170,14 +170,20 @@ def test_gated_interface_and_rounds_agree_with_forward():
     assert rounds.shape == (2,) and (rounds >= 1).all()
 
 
-def test_vmap_runs_a_fixed_number_of_rounds_and_matches():
-    torch.manual_seed(2)
-    x = (torch.rand(3, 1, 10, 10) > 0.7).double()
-    net = CrossingDepthNet().double()
+def test_vmap_runs_the_rounds_of_the_batch_and_matches():
+    from jordanlab.data import make
+
+    boundaries, _ = make("spiral", "test", n=3, size=32)  # needs several rounds
+    x = torch.from_numpy(boundaries).double()[:, None]
+    net = _exact_net()
     params = dict(net.named_parameters())
     ref = net(x)
     out = vmap(lambda xi: functional_call(net, params, (xi[None],))[0])(x)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-9)
+    gref = [torch.autograd.grad(net(x[i : i + 1]).sum(), list(params.values())) for i in range(3)]
+    g = vmap(grad(lambda p, xi: functional_call(net, p, (xi[None],)).sum()), (None, 0))(params, x)
+    for j, k in enumerate(params):
+        torch.testing.assert_close(g[k], torch.stack([gi[j] for gi in gref]), rtol=1e-9, atol=1e-12)
     net.rounds_under_vmap = 1  # one round is not the fixed point on this image
     g = vmap(grad(lambda p, xi: functional_call(net, p, (xi[None],)).sum()), (None, 0))(params, x)
     assert all(torch.isfinite(v).all() for v in g.values())

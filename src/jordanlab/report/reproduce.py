@@ -27,6 +27,7 @@ QUICK_PLAN: tuple[tuple[str, str], ...] = (
     ("local-cnn", "quick-local-cnn.toml"),
     ("cnn-gap", "quick-cnn-gap.toml"),
     ("parity-scan", "quick-parity-scan.toml"),
+    ("crossing-depth", "quick-crossing-depth.toml"),
 )
 #: The talk's settings (hours on CPU; minutes on a GPU).
 FULL_PLAN: tuple[tuple[str, str], ...] = (
@@ -38,6 +39,7 @@ FULL_PLAN: tuple[tuple[str, str], ...] = (
     ("unet-textures", "talk-textures256-unet.toml"),
     ("parity-scan", "quick-parity-scan.toml"),
     ("recurrent", "quick-recurrent.toml"),
+    ("crossing-depth", "quick-crossing-depth.toml"),
 )
 QUICK_EVAL_N = 100  # images per suite in the quick report
 
