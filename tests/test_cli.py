@@ -65,3 +65,24 @@ def test_unknown_preset_is_a_clear_error(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "unknown dataset name 'shapes-33'" in err and "shapes-32" in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "suites"),
+    [([], None), (["--data", "D"], ()), (["--suites", "all", "--data", "D"], None),
+     (["--suites", "spiral,thick", "--data", "D"], ["spiral", "thick"])],
+)
+def test_eval_suites_and_data_dirs(monkeypatch, tmp_path: Path, argv, suites):
+    import jordanlab.evaluate as ev
+
+    seen = {}
+
+    def fake(run, **kw):
+        seen.update(kw)
+        return {}
+
+    monkeypatch.setattr(ev, "evaluate_run", fake)
+    monkeypatch.setattr(ev, "format_table", lambda result: "")
+    assert main(["eval", str(tmp_path), *argv]) == 0
+    assert seen["suites"] == suites
+    assert list(seen["data_dirs"]) == (["D"] if "--data" in argv else [])

@@ -27,12 +27,12 @@ path on the 4-connected pixel grid, and reads its parity.
   (:math:`\cos \pi d = \pm 1` at integer depths).
 
 Why the penalties (:meth:`CrossingDepthNet.gate_penalty`): trained on one blob per image, plain
-BCE finds costs that are right on the training family but soft (0.44 to enter a stroke, 0.42 to
-leave it, 0.01 between background pixels), and small costs add up along long paths (a spiral's
-corridor, a 4× canvas), while the cost between two stroke pixels, never needed on thin curves, may
-drift to 1 (thick strokes then count as several crossings). The mean cost (sparsity, from the
-start) keeps unneeded costs at 0, and the mean binary entropy (ramped in) pushes every cost to 0 or
-1, so the learned depth becomes an integer count, which is what extrapolates.
+BCE finds costs that are right on the training family but soft, and small costs add up along long
+paths (a spiral's corridor, an 8× canvas): without the penalty, ``configs/quick-crossing-depth.toml``
+gets 0 % of 64² spirals and 23 % of 256² canvases. The mean binary entropy (ramped in) pushes every
+cost to 0 or 1, so the learned depth becomes an integer count, which is what extrapolates; the
+mean cost (sparsity) prefers 0 for costs the training data leaves free (it was not needed on
+seed 0: the README's ablation table).
 """
 
 from __future__ import annotations
