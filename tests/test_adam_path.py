@@ -206,3 +206,22 @@ def test_explain_adam_cli_replays_the_run_and_accounts_for_the_output_change(tmp
         change = q["fT"] - q["f0"]
         assert abs(q["sum_a"] + q["a_reg"] - change) <= 0.05 * abs(change) + 1e-6  # ReLU kinks: small, not exact
         assert (out / f"explain-{q['name']}.png").stat().st_size > 0
+
+
+def test_query_images_one_parser_for_both_explain_commands(tmp_path):
+    from types import SimpleNamespace
+
+    from jordanlab.cli import _explain_image
+    from jordanlab.data import make
+    from jordanlab.kernels.adam_path import load_query_image
+
+    config = SimpleNamespace(data=SimpleNamespace(dir=None, preset="shapes-32", seed=0))
+    b, m, _ = load_query_image("spiral:2", config)  # a suite: the run's canvas
+    assert b.shape == (32, 32) and (b == make("spiral", "test", n=3, size=32)[0][2]).all()
+    assert load_query_image("spiral:2", config, size=64)[0].shape == (64, 64)
+    assert load_query_image("shapes-64:1", config, size=16)[0].shape == (64, 64)  # a preset keeps its canvas
+    assert (load_query_image("3", config)[0] == make("shapes-32", "test", n=4)[0][3]).all()
+    with pytest.raises(ValueError, match="SUITE:INDEX"):
+        load_query_image("spiral:x", config)
+    (tmp_path / "config.toml").write_text('[data]\npreset = "shapes-32"\n[model]\nname = "unet"\n')
+    assert (_explain_image(str(tmp_path), "spiral:2") == b).all()

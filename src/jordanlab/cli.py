@@ -122,19 +122,15 @@ def _cmd_kernel_verify(args: argparse.Namespace) -> int:
 
 
 def _explain_image(run: str, spec: str):
-    """``--image``: a test-split index, ``SUITE:INDEX`` (generated at the run's canvas) or a PNG path."""
+    """``--image``: a test-split index, ``NAME:INDEX`` (a suite at the run's canvas, or a preset) or a PNG path."""
     if spec.isdigit():
         return int(spec)
-    name, sep, index = spec.rpartition(":")
+    _, sep, index = spec.rpartition(":")
     if sep and index.isdigit() and not Path(spec).exists():
-        from jordanlab.data import PRESETS, make
-        from jordanlab.evaluate import run_canvas
+        from jordanlab.kernels.adam_path import load_query_image
         from jordanlab.train import load_config
 
-        canvas = run_canvas(load_config(Path(run) / "config.toml"))
-        size = None if name in PRESETS else canvas
-        boundaries, _ = make(name, "test", int(index) + 1, 0, size=size)
-        return boundaries[int(index)]
+        return load_query_image(spec, load_config(Path(run) / "config.toml"))[0]
     return spec
 
 
@@ -296,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", action="append", required=True,
                    help="INDEX (the preset's test split) or SUITE:INDEX (suite at --size); repeat, one per --pixel")
     p.add_argument("--pixel", action="append", required=True, help="R,C of the query pixel; repeat, one per --image")
-    p.add_argument("--size", type=int, default=64, help="base canvas of suite images (large-4x: 4x this)")
+    p.add_argument("--size", type=int, default=None,
+                   help="base canvas of suite images (default: the run's training canvas; large-4x: 4x this)")
     p.add_argument("--out", required=True, help="figures and JSON go here")
     p.add_argument("--replay", default=None, help="fresh run directory for the replay (default OUT/replay)")
     p.add_argument("--quadrature", type=int, default=2, help="Gauss-Legendre nodes per step")

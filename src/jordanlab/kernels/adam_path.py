@@ -421,18 +421,28 @@ class Query:
 
 
 def load_query_image(spec: str, config: object, *, size: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """Boundary and mask of ``spec``: ``"INDEX"`` (the run's test split) or ``"SUITE:INDEX"`` (``make(SUITE, size=size)``)."""
-    from jordanlab import data
+    """Boundary and mask of ``spec``: ``"INDEX"`` (the run's test split) or ``"NAME:INDEX"``.
 
-    suite, _, index = spec.rpartition(":")
+    ``NAME`` is a suite, generated at base canvas ``size`` (default: the run's training canvas), or a
+    preset (its own canvas; ``size`` does not apply). The one parser of query images for
+    ``jordanlab kernel explain`` and ``explain-adam``.
+    """
+    from jordanlab import data
+    from jordanlab.evaluate import run_canvas
+
+    name, _, index = spec.rpartition(":")
     if not index.isdigit():
         raise ValueError(f"image spec must be INDEX or SUITE:INDEX, got {spec!r}")
     i = int(index)
-    if not suite:
+    if not name:
         b, m = data.make(config.data.preset, "test", n=i + 1, seed=config.data.seed)
         return b[i], m[i], f"{config.data.preset} test[{i}]"
-    b, m = data.make(suite, "test", n=i + 1, seed=seed, size=size)
-    return b[i], m[i], f"{suite} (size {size}) test[{i}] seed {seed}"
+    if name in data.PRESETS:
+        b, m = data.make(name, "test", n=i + 1, seed=seed)
+        return b[i], m[i], f"{name} test[{i}] seed {seed}"
+    size = run_canvas(config) if size is None else size
+    b, m = data.make(name, "test", n=i + 1, seed=seed, size=size)
+    return b[i], m[i], f"{name} (size {size}) test[{i}] seed {seed}"
 
 
 def concentration(contributions: Tensor, fractions: Sequence[float] = (0.5, 0.9)) -> dict[str, int]:
