@@ -241,3 +241,26 @@ def test_predict_masks_reports_rounds_as_iterations():
     masks_pred, iters = predict_masks(_exact_net().float(), boundaries)
     np.testing.assert_array_equal(masks_pred, masks)
     assert iters is not None and iters.shape == (4,) and (iters >= 2).all()
+
+
+# ---------------------------------------------------------------- learning it
+
+
+def test_trained_on_thin_blobs_it_is_exact_on_thick_nested_spiral_and_large(tmp_path):
+    """The quick config, shortened (512 thin 32² blobs, 320 steps, ~30 s on one core), already extrapolates."""
+    from jordanlab.data import make
+    from jordanlab.evaluate import predict_masks
+    from jordanlab.report.reproduce import configs_dir
+    from jordanlab.train import load_config, train
+    from jordanlab.train.checkpoint import load_model
+
+    overrides = ["data.n_train=512", "train.epochs=20", "train.gate_penalty_start=100",
+                 "train.gate_penalty_full=250", 'train.device="cpu"']
+    train(load_config(configs_dir() / "quick-crossing-depth.toml", overrides), tmp_path / "run", progress=False)
+    model, _ = load_model(tmp_path / "run")
+    for suite, size in [("thick", 64), ("spiral", 64), ("nested", 32), ("multi-5", 32), ("large-4x", 32)]:
+        boundaries, masks = make(suite, "test", n=20, size=size)
+        pred, rounds = predict_masks(model, boundaries)
+        perfect = (pred == masks).reshape(len(masks), -1).all(1)
+        assert perfect.all(), f"{suite} {size}: {int((~perfect).sum())} of 20 images wrong"
+        assert (rounds < 2 * 2 * masks.shape[-1]).all()  # every image halted within the budget
