@@ -102,7 +102,10 @@ def _under_vmap() -> bool:
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
-    """The values under functorch wrappers, vmapped dimensions folded into dim 0 (no gradient flows)."""
+    """The values under functorch wrappers, vmapped dimensions folded into dim 0 (no gradient flows).
+
+    Uses functorch's private unwrapping API (checked on the pinned torch 2.13 by ``tests/test_depth.py``).
+    """
     while ft.is_functorch_wrapped_tensor(t):
         if ft.is_batchedtensor(t):
             bdim = ft.maybe_get_bdim(t)
