@@ -45,8 +45,8 @@ PAIRS = [("bg→bg", 0, 0), ("bg→stroke", 0, 1), ("stroke→bg", 1, 0), ("stro
 @torch.no_grad()
 def _depth(model, boundaries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = torch.from_numpy(boundaries.astype(np.float32))[:, None]
-    logits, rounds = model.forward_with_rounds(x)
-    d, _ = model.depth(model.gates(x))
+    d, rounds = model.depth(model.gates(x))
+    logits = model.depth_readout(x, d)
     return d.numpy(), (logits[:, 0] > 0).numpy(), rounds.numpy()
 
 

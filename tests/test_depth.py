@@ -165,6 +165,7 @@ def test_gated_interface_and_rounds_agree_with_forward():
     net = CrossingDepthNet().double()
     ref = net(x)
     torch.testing.assert_close(net.readout(x, net.gates(x)), ref)
+    torch.testing.assert_close(net.depth_readout(x, net.depth(net.gates(x))[0]), ref)
     logits, rounds = net.forward_with_rounds(x)
     torch.testing.assert_close(logits, ref)
     assert rounds.shape == (2,) and (rounds >= 1).all()

@@ -265,9 +265,10 @@ class CrossingDepthNet(nn.Module):
 
     def readout(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, 1, H, W)`` = head([B, (1 − B) cos πd, 1 − B]) with d the depth under costs c."""
-        return self._head(x, self.depth(c)[0])
+        return self.depth_readout(x, self.depth(c)[0])
 
-    def _head(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def depth_readout(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, 1, H, W)`` of a computed depth ``d`` ``(N, H, W)``: the head alone."""
         b = x[:, :1]
         bg = 1 - b
         return self.head(torch.cat([b, bg * torch.cos(math.pi * d)[:, None].to(b.dtype), bg], dim=1))
@@ -279,7 +280,7 @@ class CrossingDepthNet(nn.Module):
     def forward_with_rounds(self, x: torch.Tensor, *, max_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(N, 1, H, W)`` and the rounds each image used ``(N,)`` (the iteration count)."""
         d, rounds = self.depth(self.gates(x), max_rounds=max_rounds)
-        return self._head(x, d), rounds
+        return self.depth_readout(x, d), rounds
 
     def receptive_field(self) -> str:
         """``"global"``: a round reaches the whole canvas along rows and columns; rounds repeat to a fixed point."""
