@@ -79,10 +79,11 @@ def test_eval_suites_and_data_dirs(monkeypatch, tmp_path: Path, argv, suites):
 
     def fake(run, **kw):
         seen.update(kw)
-        return {}
+        return {"finished": True}
 
     monkeypatch.setattr(ev, "evaluate_run", fake)
     monkeypatch.setattr(ev, "format_table", lambda result: "")
+    (tmp_path / "config.toml").write_text('[model]\nname = "unet"\n')  # a run directory
     assert main(["eval", str(tmp_path), *argv]) == 0
     assert seen["suites"] == suites
     assert list(seen["data_dirs"]) == (["D"] if "--data" in argv else [])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -127,9 +129,44 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="non-empty directory"):
-        D.write_dataset("shapes-32", other, n=2, progress=False)
-    assert (other / "notes.txt").exists()
+    for overwrite in (False, True):  # --overwrite never reaches a directory jordanlab did not write
+        with pytest.raises(FileExistsError, match=r"other is not a dataset directory written by jordanlab"):
+            D.write_dataset("shapes-32", other, n=2, progress=False, overwrite=overwrite)
+    assert (other / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other"]
+
+
+def test_overwrite_accepts_a_dataset_written_before_markers(tmp_path):
+    d = _write(tmp_path)
+    (d / ".jordanlab").unlink()  # as written by jordanlab 0.1 before markers: only manifest + its shards
+    _write(tmp_path, seed=3, overwrite=True)
+    assert D.read_manifest(d)["seed"] == 3
+    (d / ".jordanlab").unlink()
+    (d / "labels.csv").write_text("x")  # a file the manifest does not list: not provably ours
+    with pytest.raises(FileExistsError, match="not a dataset directory written by jordanlab"):
+        _write(tmp_path, overwrite=True)
+    assert (d / "labels.csv").exists()
+
+
+def test_stale_temporary_directories_of_dead_writers_are_cleaned(tmp_path):
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # a pid that no longer runs
+    stale = tmp_path / f".ds.tmp-{proc.pid}-abc"
+    stale.mkdir()
+    (stale / "half.npz").write_bytes(b"x")
+    alive = tmp_path / f".ds.tmp-{os.getpid()}-xyz"  # a live writer's (this process): kept
+    alive.mkdir()
+    foreign = tmp_path / ".ds.tmp-notapid"  # not our naming scheme: kept
+    foreign.mkdir()
+    _write(tmp_path)
+    assert not stale.exists() and alive.exists() and foreign.exists()
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, True])
+def test_write_rejects_bad_counts(tmp_path, n):
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1"):
+        D.write_dataset("shapes-32", tmp_path / "x", n=n, progress=False)
+    assert not (tmp_path / "x").exists()
 
 
 def test_write_argument_errors(tmp_path):

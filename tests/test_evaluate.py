@@ -137,17 +137,63 @@ def test_eval_json_schema_figures_and_data_dir(tmp_path):
 
     preds, _ = predict_masks(load_model(run)[0], b)
     assert out["suites"]["multi-2"]["mean_iou"] == pytest.approx(score_masks(preds, m)["mean_iou"], abs=0)
-    # a second evaluation of the same checkpoint adds suites and keeps the others
-    out2 = evaluate_run(run, suites=["large-2x"], n=2, figures=False, progress=False)
+    # a second evaluation of the same checkpoint and settings adds suites, keeps the others as they were
+    out2 = evaluate_run(run, suites=["large-2x"], n=6, figures=False, progress=False)
     assert set(out2["suites"]) == {"test", "multi-2", "my-polygons", "large-2x"}
+    assert out2["suites"]["multi-2"] == out["suites"]["multi-2"]  # reused, not recomputed (same seconds)
     assert out2["suites"]["large-2x"]["canvas"] == 64
     table = format_table(out2)
     assert table.splitlines()[0].startswith("| suite | n | mean IoU")
     assert len(table.splitlines()) == 2 + 4 and "| multi-2 | 6 |" in table
+    # other settings: the entries of n=6 are not mixed with those of n=2
+    out3 = evaluate_run(run, suites=["multi-2"], n=2, figures=False, progress=False)
+    assert set(out3["suites"]) == {"multi-2"} and out3["suites"]["multi-2"]["n"] == 2
+    assert out3["settings"]["n"] == 2 and out3["checkpoint_sha256"] == out["checkpoint_sha256"]
+
+
+def test_eval_recomputes_only_what_is_stale(tmp_path, monkeypatch):
+    from jordanlab.evaluate import suites as S
+
+    run = tmp_path / "run"
+    cfg = _fake_run(run, "local-cnn", {"width": 2, "depth": 2}, metrics=False)
+    scored = []
+    real = S._score_suite
+    monkeypatch.setattr(S, "_score_suite", lambda model, b, *a, **k: scored.append(len(b)) or real(model, b, *a, **k))
+    evaluate_run(run, suites=["multi-2", "spiral"], n=3, figures=False, progress=False)
+    assert scored == [3, 3]
+    evaluate_run(run, suites=["multi-2", "spiral"], n=3, figures=False, progress=False)
+    assert scored == [3, 3]  # fresh: nothing recomputed
+    # a new checkpoint (training went on) makes every entry stale
+    torch.manual_seed(1)
+    save_checkpoint(run, config=cfg, model=models.build("local-cnn", width=2, depth=2), optimizer=None, epoch=2, step=4)
+    out = evaluate_run(run, suites=["multi-2", "spiral"], n=3, figures=False, progress=False)
+    assert scored == [3, 3, 3, 3] and out["epoch"] == 2 and out["checkpoint"] == "ckpt-000002.pt"
+
+
+def test_a_data_dir_named_like_a_suite_keeps_its_own_entry(tmp_path):
+    run = tmp_path / "run"
+    _fake_run(run, "local-cnn", {"width": 2, "depth": 2}, metrics=False)
+    d = data.write_dataset("polygon", tmp_path / "x" / "test", n=3, size=32, progress=False)
+    out = evaluate_run(run, suites=["test"], data_dirs=[d], n=4, figures=False, progress=False)
+    assert out["suites"]["test"]["n"] == 4 and out["suites"]["test"]["source"] == {"test_split_of": "shapes-32", "seed": 0}
+    assert out["suites"][str(d.resolve())]["n"] == 3
+    assert out["suites"][str(d.resolve())]["source"]["data_dir"] == str(d.resolve())
+
+
+def test_a_moved_data_dir_is_an_error_not_another_test_set(tmp_path):
+    d = data.write_dataset("shapes-32", tmp_path / "ds", n=4, progress=False)
+    cfg = Config(description="x", data=DataConfig(preset="shapes-32", dir=str(d), n_val=2),
+                 model=ModelConfig(name="local-cnn", kwargs={"width": 2, "depth": 2}), train=TrainConfig(epochs=1, device="cpu"))
+    run = tmp_path / "run"
+    save_checkpoint(run, config=cfg, model=models.build("local-cnn", width=2, depth=2), optimizer=None, epoch=1, step=1)
+    assert evaluate_run(run, suites=["test"], figures=False, progress=False)["suites"]["test"]["n"] == 4
+    d.rename(tmp_path / "moved")
+    with pytest.raises(ValueError, match=r"config key 'data.dir'.*ds is not a dataset directory \(moved or deleted\?\)"):
+        evaluate_run(run, suites=["test"], figures=False, progress=False)
 
 
 def test_unknown_suite_and_missing_checkpoint_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no good checkpoint"):
+    with pytest.raises(ValueError, match="is not a run directory"):
         evaluate_run(tmp_path, progress=False)
     _fake_run(tmp_path / "run", "local-cnn", {"width": 2, "depth": 2}, metrics=False)
     with pytest.raises(ValueError, match="unknown suite 'mult-2'"):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from jordanlab.train.run import RunError
 from jordanlab.train import (
     CheckpointWarning,
     Config,
@@ -203,13 +204,27 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     load_checkpoint(list_checkpoints(run)[0][1])  # intact
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(s)["epoch"] for s in lines] == [1]
-    # the recovery the message suggests: resume from epoch 1 with gradient clipping
+    # the recovery the message suggests is a new run: this run's config (and so its weights) cannot change
     monkeypatch.setattr(models, "build", lambda name, **kw: _NaNAfter(real_build(name, **kw), 10**9))
     cfg = tiny_config(epochs=3)
     fixed = Config(description=cfg.description, data=cfg.data, model=cfg.model,
                    optim=OptimConfig(name="ranger", lr=1e-3, grad_clip=1.0), train=cfg.train)
-    assert train(fixed, run, progress=False)["epoch"] == 3
-    assert [json.loads(s)["epoch"] for s in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    with pytest.raises(RunError, match=r"optim\.grad_clip: 0\.0 -> 1\.0; optim\.lr: 0\.003 -> 0\.001"):
+        train(fixed, run, progress=False)
+    assert train(fixed, tmp_path / "run2", progress=False)["epoch"] == 3
+
+
+def test_a_blown_up_update_is_never_checkpointed(tmp_path):
+    """SGD at lr 1e30: the epoch's last update is unchecked by the loss; the weights check catches it."""
+    cfg = tiny_config(epochs=3)
+    wild = Config(description=cfg.description, data=cfg.data, model=cfg.model,
+                  optim=OptimConfig(name="sgd", lr=1e30, momentum=0.0), train=cfg.train)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite|became (nan|inf)") as info:
+        train(wild, tmp_path / "run", progress=False)
+    assert "new --out with a lower optim.lr" in str(info.value)
+    for _, path in list_checkpoints(tmp_path / "run"):  # whatever was saved is finite
+        ckpt = load_checkpoint(path)
+        assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
 def test_unknown_model_fails_before_anything_is_written(tmp_path):

@@ -94,11 +94,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         suites = args.suites.split(",")
     else:  # --data alone evaluates only those directories
         suites = () if args.data else None
-    result = evaluate_run(args.run, suites=suites, data_dirs=args.data or (), n=args.n,
+    from jordanlab.train.run import Run
+
+    run = Run.open(args.run)
+    result = evaluate_run(run, suites=suites, data_dirs=args.data or (), n=args.n,
                           device=args.device, max_iters=args.max_iters, patience=args.patience,
                           progress=not args.quiet)
     print(format_table(result))
-    print(f"wrote {Path(args.run) / 'eval.json'}")
+    if not result["finished"]:
+        print(f"note: {result['checkpoint']} is epoch {result['epoch']} of {result['epochs_planned']}: "
+              "the run is unfinished (rerun 'jordanlab train' to finish it)")
+    print(f"wrote {run.eval_path}" if not run.readonly else f"{run.path} is read-only: eval.json not written")
     return 0
 
 
@@ -128,9 +134,9 @@ def _explain_image(run: str, spec: str):
     _, sep, index = spec.rpartition(":")
     if sep and index.isdigit() and not Path(spec).exists():
         from jordanlab.kernels.adam_path import load_query_image
-        from jordanlab.train import load_config
+        from jordanlab.train.run import Run
 
-        return load_query_image(spec, load_config(Path(run) / "config.toml"))[0]
+        return load_query_image(spec, Run.open(run).config)[0]
     return spec
 
 
@@ -147,11 +153,11 @@ def _cmd_kernel_explain(args: argparse.Namespace) -> int:
 
 def _cmd_kernel_explain_adam(args: argparse.Namespace) -> int:
     from jordanlab.kernels.adam_path import Query, explain_adam_run, load_query_image
-    from jordanlab.train import load_config
+    from jordanlab.train.run import Run
 
     if len(args.image) != len(args.pixel):
         raise ValueError(f"--image and --pixel must come in pairs, got {len(args.image)} and {len(args.pixel)}")
-    config = load_config(Path(args.run) / "config.toml")
+    config = Run.open(args.run).config
     queries = []
     for spec, pix in zip(args.image, args.pixel):
         r, c = (int(v) for v in pix.split(","))
@@ -187,8 +193,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jordanlab import __version__
+
     parser = argparse.ArgumentParser(prog="jordanlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"jordanlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(subparsers, name: str, func, help: str) -> argparse.ArgumentParser:
@@ -319,15 +329,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The failures a user can cause and fix: each becomes one line and exit code 2."""
+    from PIL import Image
+
+    from jordanlab.train import CorruptCheckpointError, NonFiniteLossError
+
+    return (ValueError, OSError, NonFiniteLossError, CorruptCheckpointError, Image.DecompressionBombError)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; an expected mistake prints one line (exit 2), Ctrl-C exits 130."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or bool(os.environ.get("JORDANLAB_DEBUG"))
+    name = " ".join(v for v in (args.command, getattr(args, "data_command", None),
+                                getattr(args, "kernel_command", None)) if v)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        # Bad input: say what is wrong without a traceback (JORDANLAB_DEBUG=1 shows it).
-        if os.environ.get("JORDANLAB_DEBUG"):
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"jordanlab {args.command}: error: {e}", file=sys.stderr)
+        hint = "; rerun the same command to resume" if args.command in ("train", "reproduce") else ""
+        print(f"\njordanlab {name}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except _expected_errors() as exc:
+        # Bad input: say what is wrong without a traceback (--debug or JORDANLAB_DEBUG=1 shows it).
+        if debug:
+            raise
+        print(f"jordanlab {name}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

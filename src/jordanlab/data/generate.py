@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -63,6 +65,19 @@ def _chunk(args: tuple[Spec, str, int, int, int]) -> tuple[np.ndarray, np.ndarra
     return np.packbits(b, axis=-1), np.packbits(m, axis=-1), curves, thick
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: the worker gets SIGKILL when its parent dies (Linux), so a killed
+    ``data make`` leaves no sleeping workers; elsewhere it exits if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _workers(workers: int | None, n_chunks: int) -> int:
     if workers is None:
         workers = os.cpu_count() or 1
@@ -115,7 +130,8 @@ def generate_images(
                 _store(job, _chunk(job))
         else:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(max_workers=nw, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 for job, res in zip(jobs, pool.map(_chunk, jobs)):
                     _store(job, res)
     finally:

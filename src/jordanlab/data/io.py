@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import jordanlab
-from jordanlab.data._fs import public_dir
+from jordanlab._owned import check_replaceable, clean_stale_siblings, mark, owned_tempdir
 from jordanlab.data.generate import generate_images
 from jordanlab.data.specs import Spec, resolve
 
@@ -145,19 +145,23 @@ def write_dataset(
     for s in splits:
         if s not in spec.splits():
             raise ValueError(f"splits must be among {list(spec.splits())} for {name!r}, got {s!r}")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    _check_count("n", n, minimum=1)
+    _check_count("shard_size", shard_size, minimum=1)
+    _check_count("seed", seed, minimum=0)
+    _check_count("workers", workers, minimum=1)
     out = Path(out_dir)
     if out.exists():
         if not out.is_dir():
-            raise FileExistsError(f"out_dir {out} exists and is not a directory")
-        if (_is_complete(out) or any(out.iterdir())) and not overwrite:
-            what = "a complete dataset" if _is_complete(out) else "a non-empty directory"
-            raise FileExistsError(f"out_dir {out} is {what}; pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            raise FileExistsError(f"{out} exists and is not a directory")
+        if any(out.iterdir()):
+            # Only a dataset jordanlab wrote (or an empty directory) is ever replaced.
+            check_replaceable(out, "dataset", legacy=True)
+            if not overwrite:
+                what = "a complete dataset" if _is_complete(out) else "a non-empty directory"
+                raise FileExistsError(f"{out} is {what}; pass --overwrite (overwrite=True) to replace it")
+    clean_stale_siblings(out)
+    tmp = owned_tempdir(out, "tmp")
     try:
-        public_dir(tmp)
         counts = {s: int(spec.count(s) if n is None else n) for s in splits}
         files: dict[str, dict[str, Any]] = {}
         total = sum(counts.values())
@@ -184,11 +188,12 @@ def write_dataset(
             "files": files,
             "jordanlab_version": jordanlab.__version__,
         }
+        mark(tmp, "dataset")
         with open(tmp / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=2, sort_keys=True)
             f.write("\n")
         if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            trash = owned_tempdir(out, "old")
             os.replace(out, trash / "old")
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
@@ -200,8 +205,81 @@ def write_dataset(
     return out
 
 
+def _check_count(name: str, value: Any, *, minimum: int) -> None:
+    """``value`` is ``None`` or an int >= ``minimum``; else a ValueError naming ``name``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+#: A shard is a plain file name inside the dataset directory: no separator, no leading dot.
+_SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.npz$")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _validate_manifest(manifest: Any, path: Path) -> None:
+    """Check the manifest's schema; a DatasetError names the file and the offending key."""
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path} must hold a JSON object")
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise DatasetError(f"{path} is missing keys {missing}")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise DatasetError(f"{path}: format_version {manifest['format_version']!r} is not supported (expected {FORMAT_VERSION})")
+
+    def bad(key: str, what: str) -> DatasetError:
+        return DatasetError(f"{path}: key {key!r} must be {what}, got {manifest_get(key)!r}")
+
+    def manifest_get(key: str) -> Any:
+        v: Any = manifest
+        for part in key.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        return v
+
+    shape = manifest["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 2 and all(_is_int(v) and v >= 1 for v in shape)):
+        raise bad("image_shape", "a list [H, W] of two positive integers")
+    spec = manifest["spec"]
+    if not isinstance(spec, dict):
+        raise bad("spec", "an object")
+    size = spec.get("size")
+    if _is_int(size) and list(shape) != [size, size]:
+        raise DatasetError(f"{path}: key 'image_shape' is {shape} but the spec's canvas is {size}x{size}")
+    counts = manifest["counts"]
+    if not (isinstance(counts, dict) and all(isinstance(k, str) and _is_int(v) and v >= 0 for k, v in counts.items())):
+        raise bad("counts", "an object of split name -> non-negative integer")
+    if not _is_int(manifest["seed"]):
+        raise bad("seed", "an integer")
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise bad("files", "an object of shard name -> entry")
+    covered: dict[str, int] = {k: 0 for k in counts}
+    for fname, entry in files.items():
+        if not isinstance(fname, str) or not _SHARD_NAME.match(fname):
+            raise DatasetError(f"{path}: shard name {fname!r} is not a plain .npz file name inside the dataset")
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{path}: entry for {fname!r} must be an object")
+        miss = [k for k in ("split", "start", "count", "sha256") if k not in entry]
+        if miss:
+            raise DatasetError(f"{path}: entry for {fname!r} is missing keys {miss}")
+        if entry["split"] not in counts:
+            raise DatasetError(f"{path}: entry for {fname!r} names split {entry['split']!r}, not among {sorted(counts)}")
+        if not (_is_int(entry["start"]) and _is_int(entry["count"]) and entry["start"] >= 0 and entry["count"] >= 0):
+            raise DatasetError(f"{path}: entry for {fname!r}: 'start' and 'count' must be non-negative integers")
+        if not (isinstance(entry["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
+            raise DatasetError(f"{path}: entry for {fname!r}: 'sha256' must be 64 hex digits")
+        covered[entry["split"]] += entry["count"]
+    for split, n in counts.items():
+        if covered[split] != n:
+            raise DatasetError(f"{path}: split {split!r} counts {n} images but its shards hold {covered[split]}")
+
+
 def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read and check ``manifest.json`` (format version and required keys)."""
+    """Read ``manifest.json`` and check its schema (types, counts, shapes, shard names)."""
     d = Path(dataset_dir)
     path = d / MANIFEST
     if not path.is_file():
@@ -210,17 +288,7 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"{path} must hold a JSON object")
-    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise DatasetError(f"{path} is missing keys {missing}")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise DatasetError(f"{path}: format_version {manifest['format_version']!r} is not supported (expected {FORMAT_VERSION})")
-    for fname, entry in manifest["files"].items():
-        miss = [k for k in ("split", "start", "count", "sha256") if k not in entry]
-        if miss:
-            raise DatasetError(f"{path}: entry for {fname!r} is missing keys {miss}")
+    _validate_manifest(manifest, path)
     return manifest
 
 
@@ -243,15 +311,21 @@ def load_split_packed(dataset_dir: str | os.PathLike, split: str) -> tuple[dict[
         path = d / fname
         if not path.is_file():
             raise DatasetError(f"shard {path} listed in the manifest is missing")
-        digest = _sha256(path)
-        if digest != manifest["files"][fname]["sha256"]:
-            raise DatasetError(f"checksum mismatch for {path}: sha256 {digest} != manifest {manifest['files'][fname]['sha256']}")
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _SHARD_KEYS if k not in z.files]
-            if missing:
-                raise DatasetError(f"shard {path} is missing arrays {missing}")
-            for k in _SHARD_KEYS:
-                parts[k].append(z[k])
+        if _sha256(path) != manifest["files"][fname]["sha256"]:
+            raise DatasetError(f"checksum mismatch for {path}: it does not match the sha256 its manifest records (corrupted or replaced)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in _SHARD_KEYS if k not in z.files]
+                if missing:
+                    raise DatasetError(f"shard {path} is missing arrays {missing}")
+                arrays = {k: z[k] for k in _SHARD_KEYS}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(f"shard {path} is not a readable .npz file: {exc}") from None
+        _check_shard(arrays, manifest, path, manifest["files"][fname]["count"])
+        for k in _SHARD_KEYS:
+            parts[k].append(arrays[k])
     n = int(manifest["counts"][split])
     if not entries:
         h, w = (int(v) for v in manifest["image_shape"])
@@ -269,6 +343,23 @@ def load_split_packed(dataset_dir: str | os.PathLike, split: str) -> tuple[dict[
     if len(arrays["boundaries"]) != n:
         raise DatasetError(f"{d}: split {split!r} holds {len(arrays['boundaries'])} images, manifest says {n}")
     return manifest, arrays
+
+
+def _check_shard(a: dict[str, np.ndarray], manifest: dict[str, Any], path: Path, count: int) -> None:
+    """The shard's arrays have the manifest's image shape and count, and no bits beyond the width."""
+    h, w = (int(v) for v in manifest["image_shape"])
+    want = (count, h, (w + 7) // 8)
+    for k in ("boundaries", "masks"):
+        if a[k].dtype != np.uint8 or a[k].shape != want:
+            raise DatasetError(f"shard {path}: {k!r} has shape {a[k].shape} {a[k].dtype}, but the manifest's "
+                               f"image_shape {[h, w]} and count {count} need {want} uint8")
+        if w % 8 and np.any(a[k][..., -1] & np.uint8((1 << (8 - w % 8)) - 1)):
+            raise DatasetError(f"shard {path}: {k!r} has pixels beyond the manifest's width {w} "
+                               "(was image_shape edited?)")
+    if a["thickness"].shape != (count,) or a["curves_per_image"].shape != (count,):
+        raise DatasetError(f"shard {path}: 'thickness' and 'curves_per_image' must hold {count} entries")
+    if int(a["curves_per_image"].sum()) != len(a["curve_lengths"]) or int(a["curve_lengths"].sum()) != len(a["curve_vertices"]):
+        raise DatasetError(f"shard {path}: the ragged curve arrays do not add up")
 
 
 def load_dataset(

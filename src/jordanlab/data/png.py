@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ __all__ = ["read_boundary_png", "write_mask_png", "fill_png", "CURVE_CONVENTIONS
 
 CURVE_CONVENTIONS = ("auto", "dark", "light")
 _THRESHOLD = 128
+MAX_PIXELS = 8192 * 8192  # a larger drawing is refused before it is decoded (and a decompression bomb with it)
 _MAX_GREY_FRACTION = 0.05  # more mid-grey pixels than this: not a two-valued drawing
 _AMBIGUOUS_BAND = (0.4, 0.6)  # dark fraction in this band: "auto" cannot tell curve from background
 
@@ -41,7 +43,13 @@ def read_boundary_png(path: str | os.PathLike, *, curve: str = "auto") -> np.nda
         raise ValueError(f"curve must be one of {CURVE_CONVENTIONS}, got {curve!r}")
     p = Path(path)
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():  # the size check below refuses what PIL only warns about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise ValueError(f"{p}: {im.size[0]}x{im.size[1]} pixels is more than jordanlab reads "
+                                 f"({MAX_PIXELS:,} pixels, e.g. 8192x8192)")
             im.load()
             fmt, mode = im.format, im.mode
             if fmt != "PNG":
@@ -59,6 +67,8 @@ def read_boundary_png(path: str | os.PathLike, *, curve: str = "auto") -> np.nda
         raise FileNotFoundError(f"{p}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{p}: cannot read as an image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"{p}: the image is too large to read safely (a decompression bomb?)") from None
     if grey.ndim != 2 or min(grey.shape) < 3:
         raise ValueError(f"{p}: image must be at least 3x3 pixels, got shape {grey.shape}")
     mid = float(((grey > 64) & (grey < 192)).mean())

@@ -12,7 +12,7 @@
 from .figures import error_map, rank_images, suite_figure, training_curves
 from .metrics import aggregate_scores, per_image_scores, score_masks
 from .predict import default_max_iters, predict_masks, predict_png
-from .suites import TEST_SUITE, default_suites, evaluate_run, format_table, run_canvas
+from .suites import TEST_SUITE, default_suites, evaluate_run, format_table, run_canvas, stale_suites
 
 __all__ = [
     "TEST_SUITE",
@@ -21,6 +21,7 @@ __all__ = [
     "default_suites",
     "error_map",
     "evaluate_run",
+    "stale_suites",
     "format_table",
     "per_image_scores",
     "predict_masks",

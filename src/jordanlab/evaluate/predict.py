@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jordanlab.train.checkpoint import load_model
+from jordanlab.train.run import Run
 from jordanlab.train.distributed import resolve_device
 from jordanlab.train.objectives import is_recurrent
 
@@ -101,7 +101,7 @@ def predict_png(
     """
     from jordanlab.data import read_boundary_png, write_mask_png
 
-    model, _ = load_model(run_dir)
+    model = Run.open(run_dir).load_model()
     boundary = read_boundary_png(in_png)
     masks, _ = predict_masks(model, boundary[None], batch_size=1, device=resolve_device(device), max_iters=max_iters)
     return Path(write_mask_png(masks[0], out_png))

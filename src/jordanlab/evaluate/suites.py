@@ -1,30 +1,37 @@
 """Evaluate a run on the preset's test split and every out-of-distribution suite: ``RUN/eval.json``.
 
-``eval.json`` is ``{"checkpoint": str, "epoch": int, "suites": {NAME: {"n", "mean_iou",
-"pixel_accuracy", "perfect_rate", "seconds", ...}}}``; recurrent models add ``iters_mean``,
-``iters_max`` and ``halted_rate`` (share of images that converged before the iteration budget).
-A later evaluation of the same checkpoint adds or replaces suites; a new checkpoint starts afresh.
+``eval.json`` is ``{"checkpoint": str, "checkpoint_sha256": str, "epoch": int, "epochs_planned": int,
+"finished": bool, "config_identity": str, "settings": {...}, "suites": {NAME: {"n", "mean_iou",
+"pixel_accuracy", "perfect_rate", "canvas", "source", "seconds", ...}}}``; recurrent models add
+``iters_mean``, ``iters_max`` and ``halted_rate`` (share of images that converged before the iteration
+budget). Each entry's ``source`` says what it scored: a suite (name, seed, canvas) or a dataset directory
+(its path and the SHA-256 of its manifest).
+
+An evaluation recomputes what is stale and nothing else: an entry is reused only when the checkpoint
+(by SHA-256), the settings (``n``, ``seed``, ``max_iters``, ``patience``) and its source are unchanged.
+Entries of another checkpoint or other settings are dropped, so one ``eval.json`` never mixes them.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jordanlab.train.checkpoint import latest_good_checkpoint, load_checkpoint, load_model
-from jordanlab._atomic import write_json
+from jordanlab.train.checkpoint import load_checkpoint
 from jordanlab.train.distributed import resolve_device
+from jordanlab.train.run import Run
 
 from .metrics import aggregate_scores, per_image_scores
 from .predict import predict_masks
 
-__all__ = ["TEST_SUITE", "default_suites", "run_canvas", "evaluate_run", "format_table"]
+__all__ = ["TEST_SUITE", "default_suites", "run_canvas", "evaluate_run", "stale_suites", "format_table"]
 
 #: Name under which the run's own preset's test split is reported.
 TEST_SUITE = "test"
@@ -37,25 +44,22 @@ def default_suites() -> list[str]:
     return [TEST_SUITE, *SUITES]
 
 
-def run_canvas(config: Any) -> int:
-    """The training canvas side of a run: its preset's size, or its dataset directory's image width."""
-    from jordanlab.data import PRESETS, read_manifest
-
-    if config.data.dir is not None and (Path(config.data.dir) / "manifest.json").is_file():
-        return int(read_manifest(config.data.dir)["image_shape"][1])
-    if config.data.preset not in PRESETS:
-        raise ValueError(f"config key 'data.preset': unknown preset {config.data.preset!r}")
-    return int(PRESETS[config.data.preset].size)
+def run_canvas(run: Any) -> int:
+    """The training canvas side of a run, or of a run's config (see :attr:`jordanlab.train.run.Run.canvas`)."""
+    if not isinstance(run, (Run, str, os.PathLike)):  # a Config, or anything with its [data] table
+        return Run(Path(), run, readonly=True).canvas
+    return (run if isinstance(run, Run) else Run.open(run)).canvas
 
 
-def _suite_arrays(name: str, *, config: Any, n: int | None, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _suite_arrays(name: str, *, run: Run, n: int | None, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     from jordanlab.data import SUITES, make
 
+    config = run.config
     if name == TEST_SUITE:
-        if config.data.dir is not None and (Path(config.data.dir) / "manifest.json").is_file():
+        if config.data.dir is not None:
             from jordanlab.data import load_dataset
 
-            b, m = load_dataset(config.data.dir, "test")[:2]
+            b, m = load_dataset(run.data_dir(), "test")[:2]
             return (b[:n], m[:n]) if n is not None else (b, m)
         return make(config.data.preset, "test", n=n, seed=config.data.seed)
     if name in SUITES:
@@ -129,60 +133,124 @@ def evaluate_run(
     """
     from jordanlab import data
 
-    run = Path(run_dir)
-    ckpt_path = latest_good_checkpoint(run)
-    if ckpt_path is None:
-        raise FileNotFoundError(f"run_dir {str(run)!r} holds no good checkpoint to evaluate")
-    model, config = load_model(run, checkpoint=ckpt_path)
-    epoch = int(load_checkpoint(ckpt_path)["epoch"])
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    result, stale = _plan(run, suites=suites, data_dirs=data_dirs, n=n, seed=seed, max_iters=max_iters,
+                          patience=patience)
+    if not stale:
+        return result
+    model = run.load_model(run.path / result["checkpoint"])
     dev = resolve_device(device)
-    size = run_canvas(config)
+    size = run.canvas
+
+    from tqdm.auto import tqdm
+
+    with run.lock() if not run.readonly else _no_lock():
+        for name, source, path in tqdm(stale, desc="eval", unit="suite", disable=not progress):
+            if path is None:
+                b, m = _suite_arrays(name, run=run, n=n, seed=seed, size=size)
+            else:
+                counts = data.read_manifest(path).get("counts", {})
+                b, m = data.load_dataset(path, "test" if counts.get("test", 0) > 0 else "train")[:2]
+                if n is not None:
+                    b, m = b[:n], m[:n]
+            entry, per, preds = _score_suite(model, b, m, batch_size=batch_size, device=dev,
+                                             max_iters=max_iters, patience=patience)
+            entry["source"] = source
+            result["suites"][name] = entry
+            if figures and not run.readonly:
+                from .figures import suite_figure
+
+                suite_figure(b, m, preds, per, run.figures_dir / f"suite-{name}.png",
+                             title=f"{name} (epoch {result['epoch']})")
+        if not run.readonly:
+            run.write_eval(result)
+            if figures and stale and run.metrics_path.is_file():
+                from .figures import training_curves
+
+                training_curves(run.path)
+    return result
+
+
+def stale_suites(run_dir: str | os.PathLike[str] | Run, *, suites: Sequence[str] | None = None,
+                 data_dirs: Sequence[str | os.PathLike[str]] = (), n: int | None = None, seed: int = 0,
+                 max_iters: int | None = None, patience: int = 10) -> list[str]:
+    """The names :func:`evaluate_run` with these arguments would (re)compute; ``[]`` when eval.json is fresh."""
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    return [name for name, _, _ in _plan(run, suites=suites, data_dirs=data_dirs, n=n, seed=seed,
+                                          max_iters=max_iters, patience=patience)[1]]
+
+
+def _plan(run: Run, *, suites: Sequence[str] | None, data_dirs: Sequence[str | os.PathLike[str]], n: int | None,
+          seed: int, max_iters: int | None, patience: int) -> tuple[dict[str, Any], list[tuple[str, dict, Path | None]]]:
+    """The result so far (fresh entries of eval.json kept) and the ``(name, source, dir)`` jobs still stale."""
+    from jordanlab import data
+
+    ckpt_path = run.require_checkpoint()
+    epoch = int(load_checkpoint(ckpt_path)["epoch"])
     names = default_suites() if suites is None else list(suites)
     for name in names:
         if name != TEST_SUITE and name not in data.SUITES:
             raise ValueError(f"suites: unknown suite {name!r}; valid: {', '.join(default_suites())}")
-    if n is not None and n < 1:
-        raise ValueError(f"n: expected >= 1 images per suite, got {n}")
-    jobs: list[tuple[str, Any]] = [(name, None) for name in names]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n: expected an integer >= 1 images per suite, got {n!r}")
+    size = run.canvas
+    jobs = [(name, _suite_source(name, run, seed, size), None) for name in names]
+    jobs += _dir_jobs(data_dirs, taken=set(names))
+
+    planned = run.config.train.epochs
+    settings = {"n": n, "seed": seed, "max_iters": max_iters, "patience": patience}
+    result: dict[str, Any] = {
+        "checkpoint": ckpt_path.name, "checkpoint_sha256": _checkpoint_sha256(ckpt_path),
+        "epoch": epoch, "epochs_planned": planned, "finished": epoch >= planned,
+        "config_identity": run.identity, "settings": settings, "suites": {},
+    }
+    old = run.read_eval() or {}
+    fresh = old.get("checkpoint_sha256") == result["checkpoint_sha256"] and old.get("settings") == settings
+    old_suites = old.get("suites") if fresh and isinstance(old.get("suites"), dict) else {}
+    result["suites"].update(old_suites)  # same checkpoint and settings: earlier entries stay valid
+    stale = [job for job in jobs if not (job[0] in old_suites and old_suites[job[0]].get("source") == job[1])]
+    return result, stale
+
+
+@contextlib.contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _checkpoint_sha256(path: Path) -> str:
+    """The SHA-256 a checkpoint's ``.sha256`` file records (verified when the checkpoint was loaded)."""
+    return path.with_name(path.name + ".sha256").read_text(encoding="utf-8").split()[0]
+
+
+def _suite_source(name: str, run: Run, seed: int, size: int) -> dict[str, Any]:
+    if name == TEST_SUITE:
+        dc = run.config.data
+        if dc.dir is not None:
+            return {"test_split_of": str(run.data_dir().resolve()), "manifest_sha256": _manifest_sha256(run.data_dir())}
+        return {"test_split_of": dc.preset, "seed": dc.seed}
+    return {"suite": name, "seed": seed, "canvas": size}
+
+
+def _manifest_sha256(d: Path) -> str:
+    return hashlib.sha256((Path(d) / "manifest.json").read_bytes()).hexdigest()
+
+
+def _dir_jobs(data_dirs: Sequence[str | os.PathLike[str]], *, taken: set[str]) -> list[tuple[str, dict, Path]]:
+    """``(name, source, path)`` of each dataset directory: its name, or its path where the name is taken."""
+    from jordanlab import data
+
+    jobs = []
     for d in data_dirs:
         p = Path(d)
         if not (p / "manifest.json").is_file():
-            raise ValueError(f"data_dirs: {str(p)!r} is not a dataset directory (no manifest.json)")
-        jobs.append((p.resolve().name, p))
-
-    out_path = run / "eval.json"
-    result: dict[str, Any] = {"checkpoint": ckpt_path.name, "epoch": epoch, "suites": {}}
-    if out_path.is_file():
-        try:
-            old = json.loads(out_path.read_text(encoding="utf-8"))
-            if old.get("checkpoint") == ckpt_path.name:
-                result["suites"].update(old.get("suites", {}))
-        except json.JSONDecodeError:
-            pass
-
-    from tqdm.auto import tqdm
-
-    for name, path in tqdm(jobs, desc="eval", unit="suite", disable=not progress):
-        if path is None:
-            b, m = _suite_arrays(name, config=config, n=n, seed=seed, size=size)
-        else:
-            counts = data.read_manifest(path).get("counts", {})
-            b, m = data.load_dataset(path, "test" if counts.get("test", 0) > 0 else "train")[:2]
-            if n is not None:
-                b, m = b[:n], m[:n]
-        entry, per, preds = _score_suite(model, b, m, batch_size=batch_size, device=dev,
-                                         max_iters=max_iters, patience=patience)
-        result["suites"][name] = entry
-        if figures:
-            from .figures import suite_figure
-
-            suite_figure(b, m, preds, per, run / "figures" / f"suite-{name}.png", title=f"{name} (epoch {epoch})")
-    write_json(out_path, result)
-    if figures and (run / "metrics.jsonl").is_file():
-        from .figures import training_curves
-
-        training_curves(run)
-    return result
+            raise ValueError(f"--data: {str(p)!r} is not a dataset directory (no manifest.json)")
+        data.read_manifest(p)
+        name = p.resolve().name
+        if name in taken or name in data.SUITES or name == TEST_SUITE:
+            name = str(p.resolve())  # never overwrite a suite's (or another directory's) entry
+        taken.add(name)
+        jobs.append((name, {"data_dir": str(p.resolve()), "manifest_sha256": _manifest_sha256(p)}, p))
+    return jobs
 
 
 def format_table(eval_dict: dict[str, Any]) -> str:

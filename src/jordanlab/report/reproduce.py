@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from jordanlab.report.html import Section, markdown_table, write_report
 from jordanlab._atomic import write_json
+from jordanlab._owned import check_replaceable, mark, marked_kind
+from jordanlab.report.html import Section, markdown_table, write_report
+from jordanlab.train.run import Run
 
 #: (run name, config file) trained by ``reproduce --quick``: minutes on 2 CPU cores.
 QUICK_PLAN: tuple[tuple[str, str], ...] = (
@@ -98,12 +100,16 @@ def reproduce(out_dir: str | os.PathLike, *, quick: bool = True, device: str = "
     kernels : also run the kernel-lens and infinite-width steps.
     """
     from jordanlab.data import gallery
-    from jordanlab.evaluate import evaluate_run
+    from jordanlab.evaluate import evaluate_run, stale_suites
     from jordanlab.train import load_config, train
 
     out = Path(out_dir).resolve()  # figure paths below are absolute, whatever the working directory
-    out.mkdir(parents=True, exist_ok=True)
     log_path = out / "reproduce.json"
+    if not log_path.is_file():  # a report directory of an earlier reproduce is ours; anything else must be empty
+        check_replaceable(out, "reproduce")
+    out.mkdir(parents=True, exist_ok=True)
+    if marked_kind(out) != "reproduce":
+        mark(out, "reproduce")
     steps = json.loads(log_path.read_text())["steps"] if log_path.exists() else []
     log = _Log(log_path, steps)
     plan = plan if plan is not None else (QUICK_PLAN if quick else FULL_PLAN)
@@ -133,12 +139,13 @@ def reproduce(out_dir: str | os.PathLike, *, quick: bool = True, device: str = "
         run_dir = out / "runs" / name
         overrides = [f"train.device={json.dumps(device)}"]
         config = load_config(cdir / cfg_file, overrides)  # an absolute cfg_file stays as it is
-        eval_path = run_dir / "eval.json"
-        if not eval_path.exists():  # a run evaluated earlier is finished; an unfinished one resumes
+        # Training returns at once when the run is finished, and evaluation recomputes only what is
+        # stale (another checkpoint or settings), so a rerun redoes exactly the unfinished work.
+        if not Run.for_training(run_dir, config).status()["finished"]:
             log.run(f"train {name}", lambda: train(config, run_dir, progress=progress))
-            log.run(f"eval {name}", lambda: evaluate_run(run_dir, n=eval_n,
-                                                        device=device, progress=progress))
-        evals[name] = json.loads(eval_path.read_text())
+        if stale_suites(run_dir, n=eval_n):
+            log.run(f"eval {name}", lambda: evaluate_run(run_dir, n=eval_n, device=device, progress=progress))
+        evals[name] = evaluate_run(run_dir, n=eval_n, device=device, progress=False)  # fresh: read back
         learn.text(f"<b>{name}</b>: <code>jordanlab train configs/{cfg_file} --out {run_dir}</code>, "
                    f"then <code>jordanlab eval {run_dir}</code>.")
     learn.table(_perfect_matrix(evals), caption="perfect-image rate per suite (rows) and model (columns)")

@@ -231,29 +231,30 @@ def latest_good_checkpoint(run_dir: str | os.PathLike[str], *, warn: bool = True
 
 
 def build_model(config: ModelConfig) -> torch.nn.Module:
-    """``jordanlab.models.build(config.name, **config.kwargs)``."""
+    """``jordanlab.models.build(config.name, **config.kwargs)``; a bad name or keyword names the config key."""
     from jordanlab import models
 
-    if not hasattr(models, "build"):
-        raise RuntimeError("jordanlab.models.build is not available")
-    return models.build(config.name, **dict(config.kwargs))
+    from .config import ConfigError, ConfigTypeError
+
+    try:
+        return models.build(config.name, **dict(config.kwargs))
+    except TypeError as exc:  # an unknown or ill-typed keyword
+        raise ConfigTypeError(f"config key 'model.kwargs': {exc}") from None
+    except ValueError as exc:
+        key = "model.name" if config.name not in models.MODELS else "model.kwargs"
+        raise ConfigError(f"config key {key!r}: {exc}") from None
 
 
 def load_model(
     run_dir: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None,
     map_location: str | torch.device = "cpu",
 ) -> tuple[torch.nn.Module, Config]:
-    """Rebuild the model of a run from its saved config alone and load its weights.
+    """The model of a run (or shipped model name) at ``checkpoint`` (default: newest good), and its config.
 
-    Uses ``checkpoint`` if given, else the newest good checkpoint of ``run_dir``. The model is
-    returned in ``eval()`` mode with the run's :class:`Config`.
+    Rebuilt from the checkpoint's own config alone; returned in ``eval()`` mode. A shorthand for
+    ``Run.open(run_dir).load_model(checkpoint)`` (see :class:`jordanlab.train.run.Run`).
     """
-    path = Path(checkpoint) if checkpoint is not None else latest_good_checkpoint(run_dir)
-    if path is None:
-        raise FileNotFoundError(f"run_dir {str(run_dir)!r} holds no good checkpoint (ckpt-*.pt with a valid .sha256)")
-    ckpt = load_checkpoint(path, map_location=map_location)
-    config = config_from_dict(ckpt["config"], source=str(path))
-    model = build_model(config.model)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, config
+    from .run import Run
+
+    run = Run.open(run_dir)
+    return run.load_model(checkpoint, map_location=map_location), run.config

@@ -116,7 +116,8 @@ class TrainConfig:
     gates a (``gates``/``readout``/``gate_penalty``, e.g. ``parity-scan``; the unit-modulus penalty
     mean(1 - a^2) pushes |a| to 1), with ``w`` ramped linearly from 0 at optimizer step
     ``gate_penalty_start`` to ``gate_penalty`` at step ``gate_penalty_full`` (steps, not fractions:
-    the objective sees only the step).
+    the objective sees only the step). ``tensorboard`` writes TensorBoard events into ``RUN/tb`` (needs the
+    ``tensorboard`` extra: ``pip install 'jordanlab[tensorboard]'``).
     """
 
     epochs: int = 150
@@ -136,6 +137,7 @@ class TrainConfig:
     gate_penalty: float = 0.0
     gate_penalty_start: int = 0
     gate_penalty_full: int = 0
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)

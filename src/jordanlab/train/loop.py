@@ -1,12 +1,9 @@
 """The training loop: one function, the same for one process, many ranks, CPU or CUDA.
 
-``train(config, run_dir)`` writes into ``run_dir``:
-
-- ``config.toml``: the resolved config (a rerun with a different one is refused);
-- ``data/``: the generated dataset, unless ``[data] dir`` names one;
-- ``ckpt-000001.pt`` (+ ``.sha256``) ...: a checkpoint every ``checkpoint_every`` epochs;
-- ``metrics.jsonl``: one JSON line per epoch; ``run.json``: versions, device and determinism flags;
-- ``tb/``: TensorBoard events, only when ``torch.utils.tensorboard`` imports.
+``train(config, run_dir)`` writes the run directory through :class:`jordanlab.train.run.Run` (the one
+owner of its layout): config, checkpoints (each checked finite before it is written), metrics, the
+generated data, TensorBoard events when ``train.tensorboard`` is set. One process writes a run at a time
+(a lock), and a rerun with a config of another identity is refused.
 
 Rerunning the same call resumes from the newest good checkpoint. All randomness after the
 model's initialisation is a pure function of ``(seed, epoch, step)`` (sampler permutation,
@@ -18,7 +15,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -43,9 +39,8 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from jordanlab._atomic import write_text as _atomic_write_text
-
-from .config import Config, config_to_dict, load_config, save_config
+from .config import Config
+from .run import Run, seed_globals
 from .distributed import DistContext, EpochSampler, all_reduce_sum, setup_distributed, teardown_distributed
 from .objectives import build_objective
 from .optim import build_optimizer, learning_rate, set_learning_rate
@@ -68,12 +63,6 @@ class StepHook(Protocol):
 
     def after_step(self) -> None: ...
 
-# Keys that may change between a run and its resumption: the first four do not change the
-# results; optim.lr and optim.grad_clip may be changed on purpose to recover from a NaN loss.
-_RESUMABLE = {"description", "train.device", "train.num_workers", "train.keep_checkpoints",
-              "optim.lr", "optim.grad_clip"}
-
-
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
 
@@ -88,35 +77,6 @@ def _isolated_global_rng() -> Iterator[None]:
         restore_rng_state(saved)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and not (prefix == "model." and k == "kwargs"):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _check_same_run(config: Config, run_dir: Path) -> None:
-    saved_path = run_dir / "config.toml"
-    if not saved_path.is_file():
-        return
-    saved = _flatten(config_to_dict(load_config(saved_path)))
-    new = _flatten(config_to_dict(config))
-    allowed = set(_RESUMABLE)
-    if config.optim.schedule == "constant":
-        allowed.add("train.epochs")
-    diff = sorted(k for k in new if new[k] != saved.get(k) and k not in allowed)
-    if diff:
-        detail = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
-        raise ValueError(
-            f"run_dir {str(run_dir)!r} holds a run with a different config ({detail}); "
-            "use a new run directory, or the saved config.toml to resume"
-        )
-
-
 def _per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image IoU of the figure (1 when both empty) and pixel accuracy, shape (N,) each."""
     p = (logits.detach() > 0).flatten(1)
@@ -126,33 +86,6 @@ def _per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch
     iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
     acc = (p == t).float().mean(1)
     return iou, acc
-
-
-def _prepare_data(config: Config, run_dir: Path, ctx: DistContext, progress: bool) -> tuple[Path, Path | None]:
-    """Dataset directories ``(train, test)``: ``[data] dir`` (both splits), or generated into ``RUN/data``.
-
-    Generated: ``RUN/data/train`` holds ``n_train`` training images of the preset (its default
-    count when ``None``), ``RUN/data/test`` the first ``n_val`` test images (none when 0).
-    """
-    from jordanlab import data
-
-    if config.data.dir is not None:
-        d = Path(config.data.dir)
-        if not (d / "manifest.json").is_file():
-            raise ValueError(f"config key 'data.dir': {str(d)!r} is not a dataset directory (no manifest.json)")
-        counts = data.read_manifest(d).get("counts", {})
-        return d, (d if counts.get("test", 0) > 0 and config.data.n_val > 0 else None)
-    root = run_dir / "data"
-    train_dir, test_dir = root / "train", root / "test"
-    if ctx.is_main:
-        if not (train_dir / "manifest.json").is_file():
-            data.write_dataset(config.data.preset, train_dir, seed=config.data.seed, n=config.data.n_train,
-                               splits=("train",), overwrite=True, progress=progress)
-        if config.data.n_val > 0 and not (test_dir / "manifest.json").is_file():
-            data.write_dataset(config.data.preset, test_dir, seed=config.data.seed, n=config.data.n_val,
-                               splits=("test",), overwrite=True, progress=progress)
-    ctx.barrier()
-    return train_dir, (test_dir if config.data.n_val > 0 else None)
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -171,22 +104,6 @@ def _agree_on_resume(ctx: DistContext, run_dir: Path) -> Path | None:
         dist.broadcast_object_list(box, src=0)
         path = Path(box[0]) if box[0] is not None else None
     return path
-
-
-def _truncate_metrics(run_dir: Path, last_epoch: int) -> None:
-    f = run_dir / "metrics.jsonl"
-    if not f.is_file():
-        return
-    keep = [line for line in f.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch]
-    _atomic_write_text(f, "".join(line + "\n" for line in keep))
-
-
-def _append_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(metrics) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _prune_checkpoints(run_dir: Path, keep: int) -> None:
@@ -288,21 +205,44 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
     amp = tc.amp and cuda
     channels_last = tc.channels_last and cuda
 
-    # Model first: an unknown name or keyword fails before anything is written.
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
+    # Model first: an unknown name or keyword fails before anything is written. The global RNGs go on
+    # from the model's initialisation (dropout, the loader); Run.initial_model replays exactly this.
+    seed_globals(tc.seed)
     model = build_model(config.model)
     objective = build_objective(tc)
     net = objective.module(model)
+    run = Run.for_training(run_dir, config)
+    with run.lock() if ctx.is_main else contextlib.nullcontext():
+        if ctx.is_main:
+            run.begin(_run_info(ctx, amp, channels_last))
+            run.ensure_data(progress=progress)
+        ctx.barrier()
+        return _train_run(run, model, objective, net, ctx, per_rank=per_rank, amp=amp, channels_last=channels_last,
+                          progress=progress, callbacks=callbacks, step_hooks=step_hooks)
 
-    if list_checkpoints(run_dir):
-        _check_same_run(config, run_dir)
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.toml")
-        _atomic_write_text(run_dir / "run.json", json.dumps(_run_info(ctx, amp, channels_last), indent=2) + "\n")
-    ctx.barrier()
+
+def _check_finite(model: nn.Module, *, epoch: int, step: int, lr: float, run: Run) -> None:
+    """Refuse to checkpoint weights that are not all finite (the last update may have blown up)."""
+    bad = [name for name, t in [*model.named_parameters(), *model.named_buffers()]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        good = latest_good_checkpoint(run.path, warn=False)
+        raise NonFiniteLossError(
+            f"weights became non-finite at epoch {epoch}, step {step} (lr {lr:g}; first: {bad[0]}); stopped "
+            f"without saving them. {_recovery(good, run)}")
+
+
+def _recovery(good: Path | None, run: Run) -> str:
+    where = f"The last good (finite) checkpoint is {good}." if good else "No epoch finished."
+    return (f"{where} Train again into a new --out with a lower optim.lr (now {run.config.optim.lr:g}) "
+            "or with optim.grad_clip > 0, e.g. --set optim.lr=...; this run's config cannot change")
+
+
+def _train_run(run: Run, model: nn.Module, objective: Any, net: nn.Module, ctx: DistContext, *, per_rank: int,
+               amp: bool, channels_last: bool, progress: bool, callbacks: Sequence[EpochCallback],
+               step_hooks: Sequence[StepHook]) -> dict[str, Any]:
+    config, tc, run_dir = run.config, run.config.train, run.path
+    cuda = ctx.device.type == "cuda"
 
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     if ctx.distributed and has_bn:
@@ -321,7 +261,7 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
 
     from jordanlab import data
 
-    train_dir, test_dir = _prepare_data(config, run_dir, ctx, progress)
+    train_dir, test_dir = run.data_dir(), run.test_dir()
     train_ds = data.FillDataset(train_dir, "train", augment=config.data.augment, seed=config.data.seed)
     val_ds = None
     if ctx.is_main and test_dir is not None:
@@ -341,9 +281,9 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
         restore_rng_state(ckpt["rng"])
         start_epoch, step, last_metrics = ckpt["epoch"] + 1, ckpt["step"], ckpt["metrics"]
         if ctx.is_main:
-            _truncate_metrics(run_dir, ckpt["epoch"])
+            run.truncate_metrics(ckpt["epoch"])
     elif ctx.is_main:
-        _truncate_metrics(run_dir, 0)
+        run.truncate_metrics(0)
 
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -356,13 +296,13 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
             bind(model, optimizer)
 
     writer = None
-    if ctx.is_main:
+    if ctx.is_main and tc.tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / "tb"))
         except ImportError:
-            writer = None
+            raise RuntimeError("train.tensorboard = true needs the tensorboard package: "
+                               "pip install 'jordanlab[tensorboard]'") from None
+        writer = SummaryWriter(str(run.tensorboard_dir))
 
     bar = None
     if ctx.is_main and progress and start_epoch <= tc.epochs:
@@ -397,12 +337,8 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
                 bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
                 if float(all_reduce_sum(bad, ctx)) > 0:
                     good = latest_good_checkpoint(run_dir, warn=False)
-                    raise NonFiniteLossError(
-                        f"training loss became {float(loss.detach())} at epoch {epoch}, step {step} (lr {lr:g}); "
-                        f"stopped. The last good checkpoint is "
-                        f"{str(good) if good else '(none: no epoch finished)'}; rerun with a lower "
-                        "optim.lr or with optim.grad_clip set (--set optim.lr=...) to resume from it"
-                    )
+                    raise NonFiniteLossError(f"training loss became {float(loss.detach())} at epoch {epoch}, "
+                                             f"step {step} (lr {lr:g}); stopped. {_recovery(good, run)}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.optim.grad_clip > 0:
@@ -430,10 +366,11 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
             metrics["seconds"] = time.perf_counter() - t0
             if ctx.is_main:
                 if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
+                    _check_finite(model, epoch=epoch, step=step, lr=metrics["lr"], run=run)
                     save_checkpoint(run_dir, config=config, model=model, optimizer=optimizer, epoch=epoch,
                                     step=step, metrics=metrics, rng=capture_rng_state())
                     _prune_checkpoints(run_dir, tc.keep_checkpoints)
-                _append_metrics(run_dir, metrics)
+                run.append_metrics(metrics)
                 if writer is not None:
                     for k, v in metrics.items():
                         if k != "epoch":

@@ -1,0 +1,7 @@
+"""``python -m jordanlab``: the ``jordanlab`` command."""
+
+import sys
+
+from jordanlab.cli import main
+
+sys.exit(main())
