@@ -424,3 +424,17 @@ def test_parity_scan_trains_with_onecycle_and_gate_penalty(tmp_path):
     model, loaded = load_model(tmp_path / "run")
     assert loaded == cfg and type(model).__name__ == "ParityScanNet"
     assert final["lr"] == pytest.approx(learning_rate(11, cfg.optim, total_steps=12))
+
+
+def test_tensorboard_events_only_when_asked(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_config(epochs=2), tmp_path / "plain", progress=False)
+    assert not (tmp_path / "plain" / "tb").exists()
+    train(tiny_config(epochs=2, tensorboard=True), tmp_path / "tb", progress=False)
+    acc = EventAccumulator(str(tmp_path / "tb" / "tb"))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("loss")]
+    logged = [json.loads(s)["loss"] for s in (tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()]
+    assert losses == pytest.approx(logged, rel=1e-6) and len(losses) == 2
