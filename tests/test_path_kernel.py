@@ -188,7 +188,7 @@ def test_argument_errors():
 def test_verify_quick_writes_json_and_meets_targets(tmp_path):
     import json
 
-    from jordanlab.kernels import verify
+    from jordanlab.experiments import verify
 
     result = verify(tmp_path, quick=True, progress=False)
     on_disk = json.loads((tmp_path / "verify.json").read_text())

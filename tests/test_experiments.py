@@ -1,0 +1,105 @@
+"""jordanlab.experiments: configs load strictly, old kernel names still resolve, and the layers stay ordered."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jordanlab.experiments import ThesisConfig, VerifyRun, load_thesis_config, verify_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "jordanlab"
+
+
+def test_shipped_thesis_toml_is_the_default_config():
+    assert load_thesis_config(ROOT / "configs" / "experiments" / "thesis.toml") == ThesisConfig()
+
+
+def test_thesis_config_round_trips_through_a_plain_dict():
+    cfg = ThesisConfig(n_train=8, suites=("nested",), networks=(("s", "scan", (("width", 2),)),), lr=0.01)
+    raw = dataclasses.asdict(cfg)  # what thesis.json stores: networks as nested lists
+    assert ThesisConfig.from_dict(raw) == cfg
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"n_trian": 8}, "n_trian"),
+    ({"n_train": "8"}, "n_train"),
+    ({"n_train": True}, "n_train"),
+    ({"lr": -1.0}, "lr"),
+    ({"cntk_gap": 1}, "cntk_gap"),
+    ({"suites": ["nosuch"]}, "suites"),
+    ({"suites": "nested"}, "suites"),
+    ({"networks": [{"label": "a", "model": "nosuch"}]}, "networks"),
+    ({"networks": [{"label": "a", "model": "unet", "widht": 2}]}, "networks"),
+    ({"networks": [{"label": "a", "model": "unet"}, {"label": "a", "model": "scan"}]}, "networks"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_thesis_config_rejects_bad_keys_naming_them(raw, key):
+    with pytest.raises(ValueError, match=key):
+        ThesisConfig.from_dict(raw, source="x.toml")
+
+
+def test_thesis_toml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("n_train = [")
+    with pytest.raises(ValueError, match="bad.toml"):
+        load_thesis_config(bad)
+    bad.write_text("steps = 1.5\n")
+    with pytest.raises(ValueError, match="bad.toml.*steps"):
+        load_thesis_config(bad)
+    with pytest.raises(FileNotFoundError, match="missing.toml"):
+        load_thesis_config(tmp_path / "missing.toml")
+
+
+def test_verify_plan_is_data_and_checks_its_fields():
+    full = verify_plan()
+    assert [r.model for r in full].count("local-cnn-relu") == 1 and all(r.lr * r.steps == pytest.approx(2.0)
+                                                                       for r in full if r.mode == "tangent")
+    assert not any(r.model != "smooth" for r in verify_plan(quick=True))
+    with pytest.raises(ValueError, match="mode"):
+        VerifyRun("flow", "gd", 0.1, "float64", 3)
+    with pytest.raises(ValueError, match="steps"):
+        VerifyRun("exact", "gd", 0.1, "float64", 0)
+
+
+def test_old_kernel_names_resolve_lazily_without_importing_experiments_first():
+    code = ("import sys, jordanlab.kernels as k; assert 'jordanlab.experiments' not in sys.modules; "
+            "from jordanlab.kernels import verify, explain_run, initial_model; import jordanlab.experiments as e; "
+            "assert verify is e.verify and explain_run is e.explain_run and initial_model is e.initial_model; "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"})
+    assert out.stdout.strip() == "ok"
+    import jordanlab.kernels as k
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        k.no_such_name  # noqa: B018
+
+
+#: The packages from the bottom up: each may import only those before it (``_atomic``/``_seeds`` anywhere).
+LAYERS = ["curves", "topology", "data", "models", "train", "evaluate", "kernels", "experiments", "report", "cli"]
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {n.split(".")[1] for n in names if n.startswith("jordanlab.") and n.count(".") >= 1}
+
+
+@pytest.mark.parametrize("layer", LAYERS[:-1])
+def test_lower_layers_never_import_higher_ones(layer):
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1]) | {"_atomic", "_seeds"}
+    bad = {}
+    for path in sorted((SRC / layer).rglob("*.py")):
+        if extra := _imports(path) - allowed:
+            bad[str(path.relative_to(SRC))] = sorted(extra)
+    assert not bad, bad
