@@ -103,3 +103,46 @@ def test_lower_layers_never_import_higher_ones(layer):
         if extra := _imports(path) - allowed:
             bad[str(path.relative_to(SRC))] = sorted(extra)
     assert not bad, bad
+
+
+def test_parity_scan_picks_the_deepest_pixel_of_its_label():
+    import numpy as np
+
+    from jordanlab.experiments.parity_scan import pick, row_depth
+
+    # nested rings in one row: 0 1 1 0 0 1 1 0 0 1 1 0 (outer ring, hole, inner figure ...)
+    mask = np.zeros((5, 13), np.uint8)
+    mask[1:4, 1:12] = 1
+    mask[2, 3:10] = 0
+    mask[2, 5:8] = 1
+    boundary = np.zeros_like(mask)
+    boundary[2, 0] = 1  # ties among the deepest pixels go to the one farthest from the curve
+    assert row_depth(mask)[2, 6] == 3 and row_depth(mask)[2, 4] == 2
+    assert pick(boundary, mask, 1, "depth") == (2, 7)
+    assert pick(boundary, mask, 1, "far") == (1, 11)  # first of the two corners sqrt(122) away
+    r, c = pick(boundary, mask, 0, "depth")
+    assert mask[r, c] == 0 and row_depth(mask)[r, c] == 2
+    with pytest.raises(ValueError, match="rule"):
+        pick(boundary, mask, 0, "deep")
+
+
+def test_thick_families_scores_a_tiny_run(tmp_path):
+    import json
+
+    from jordanlab.experiments import thick_families
+    from jordanlab.experiments.thick import thick_set
+    from jordanlab.topology import fill
+    from jordanlab.train import config_from_dict, config_to_dict, load_config, train
+
+    b, m = thick_set("nested", 32, 2, seed=0)
+    assert all((fill(bi) == mi).all() for bi, mi in zip(b, m))  # the exact fill labels the thick strokes
+    cfg = config_to_dict(load_config(ROOT / "configs" / "quick-local-cnn.toml"))
+    cfg["data"].update(n_train=4, n_val=0)
+    cfg["model"]["kwargs"] = {"width": 2, "depth": 1, "norm": "none"}
+    cfg["train"].update(epochs=1, batch_size=4, device="cpu")
+    run = tmp_path / "run"
+    train(config_from_dict(cfg, source="test"), run, progress=False)
+    rep = thick_families([run], tmp_path / "out", n=2, families=(("nested", 32),), log=lambda s: None)
+    assert json.loads((tmp_path / "out" / "thick-families.json").read_text()) == json.loads(json.dumps(rep))
+    entry = rep["results"][str(run)]["thick nested 32²"]
+    assert 0.0 <= entry["perfect"] <= 1.0 and rep["n"] == 2

@@ -31,7 +31,9 @@ from .explain_adam import (
 )
 from .images import QueryImage, parse_image_spec
 from .infinite_check import arora_check, infinite_check, infinite_check_plan
+from .parity_scan import explain_parity_scan
 from .thesis import PointReadout, ThesisConfig, load_thesis_config, run_thesis
+from .thick import thick_families
 from .verify import SmoothCNN, VerifyRun, kernel_motion, verify, verify_plan
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "concentration",
     "explain_adam_run",
     "explain_from_run",
+    "explain_parity_scan",
     "explain_run",
     "infinite_check",
     "infinite_check_plan",
@@ -57,6 +60,7 @@ __all__ = [
     "queries_from_specs",
     "query_from_spec",
     "run_thesis",
+    "thick_families",
     "verify",
     "verify_plan",
 ]
