@@ -35,10 +35,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+
+from jordanlab.models.protocols import GatedModel
 
 from . import _functional as F
 
@@ -234,6 +235,9 @@ class AdamPathRecorder:
         """Attach to the loop's model and optimizer (called once by the trainer before the first step)."""
         F.check_model(model)
         check_adam(optimizer)
+        if self.penalty_weight is not None and not isinstance(model, GatedModel):
+            raise ValueError(f"penalty_weight is given but the model {type(model).__name__} is not a GatedModel "
+                             "(gates/readout/gate_penalty): there is no gate penalty to record")
         if any(optimizer.state.get(p) for p in model.parameters()):
             raise ValueError("optimizer already has state (a resumed run?): the momentum history of the earlier "
                              "steps is unknown; record a fresh run in an empty run directory")

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jordanlab.models.protocols import GatedModel, RecurrentModel
+
 from .config import TrainConfig
 
 __all__ = [
@@ -48,8 +50,8 @@ def pixel_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") ->
 
 
 def is_recurrent(model: nn.Module) -> bool:
-    """Whether ``model`` exposes ``init_state(x)``, ``step(x, state)`` and ``readout(state)``."""
-    return all(callable(getattr(model, a, None)) for a in ("init_state", "step", "readout"))
+    """Whether ``model`` is a :class:`~jordanlab.models.RecurrentModel` (``init_state``, ``step``, ``readout``)."""
+    return isinstance(model, RecurrentModel)
 
 
 def _detach(state: Any) -> Any:
@@ -106,8 +108,8 @@ class Objective(Protocol):
 
 
 def has_gates(model: nn.Module) -> bool:
-    """Whether ``model`` exposes ``gates(x)``, ``readout(x, a)`` and ``gate_penalty(a)``."""
-    return all(callable(getattr(model, a, None)) for a in ("gates", "readout", "gate_penalty"))
+    """Whether ``model`` is a :class:`~jordanlab.models.GatedModel` (``gates``, ``readout``, ``gate_penalty``)."""
+    return isinstance(model, GatedModel)
 
 
 class GatedForward(nn.Module):
