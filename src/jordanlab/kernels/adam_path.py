@@ -40,20 +40,14 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from jordanlab.models.protocols import GatedModel
+from jordanlab.train.losses import TRAIN_LOSSES, elementwise_loss
 
 from . import _functional as F
 
 __all__ = ["AdamPathDecomposition", "AdamPathRecorder", "check_adam", "PIXEL_LOSSES"]
 
-#: Per-pixel losses of the trainer (``jordanlab.train.objectives.pixel_loss``), recomputed in the recorder's dtype.
-PIXEL_LOSSES = ("bce", "mse")
-
-
-def _pixel_loss(logits: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Mean per-pixel loss, as the trainer's ``pixel_loss`` but in the inputs' dtype (no float32 cast)."""
-    if kind == "bce":
-        return nn.functional.binary_cross_entropy_with_logits(logits, target)
-    return nn.functional.mse_loss(torch.sigmoid(logits), target)
+#: Per-pixel losses of the trainer (``train.loss``), recomputed in the recorder's dtype.
+PIXEL_LOSSES = TRAIN_LOSSES
 
 
 def check_adam(optimizer: torch.optim.Optimizer) -> None:
@@ -303,7 +297,7 @@ class AdamPathRecorder:
 
         def loss_i(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             out = functional_call(self.grad_copy, {**p, **self.grad_state}, (x[None],))
-            return _pixel_loss(out, y[None].reshape(out.shape), self.loss)
+            return elementwise_loss(out, y[None].reshape(out.shape), self.loss, reduction="mean")
 
         return F.flatten(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
 
