@@ -343,34 +343,77 @@ def run_thesis(
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     x, y, tests = _point_data(cfg)
-    n = x.shape[0]
-    same = {s: v for s, v in tests.items() if v[0].shape[2:] == x.shape[2:]}
-    xq = torch.cat([x] + [v[0] for v in same.values()])
-    spans, o = {}, n
-    for s, v in same.items():
-        spans[s] = slice(o, o + v[0].shape[0])
-        o += v[0].shape[0]
-    acc: dict[str, dict[str, float | None]] = {}
-    agree: dict[str, dict[str, float | None]] = {}
-    ridges: dict[str, float] = {}
-    extra: dict[str, object] = {}
-    timing: dict[str, float] = {}
-    inside: dict[str, dict[str, float | None]] = {}
+    book = _Ledger(x, y, tests)
+    _infinite_machines(book, cfg, progress)
+    for k, network in enumerate(cfg.networks):
+        _network_machines(book, cfg, k, network, progress)
+    result = {
+        "table": _table(book.acc, book.agree),
+        "config": dataclasses.asdict(cfg),
+        "task": f"make_point_task('{IN_DIST}') train; suites at size 32 (large-2x: 64); y = +1 inside, -1 outside",
+        "path_kernel_note": "path-checkpoint = TracInCP sum over Adam checkpoints: an approximation, not Domingos' exact path kernel",
+        "n_train": book.n,
+        "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
+        "accuracy": book.acc,
+        "agreement_with_network": book.agree,
+        "fraction_predicted_inside": book.inside,
+        "ridge_relative": book.ridges,
+        "details": book.extra,
+        "seconds": book.timing,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    write_json(out / "thesis.json", result)
+    _plot_thesis(result, out / "thesis.png")
+    return result
 
-    def score(name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
-        acc[name], agree[name], inside[name] = {}, {}, {}
-        for s in tests:
-            if s not in spans:
-                acc[name][s] = agree[name][s] = inside[name][s] = None
+
+class _Ledger:
+    """The thesis's inputs and its growing tables (accuracy, agreement, ridges, details, timings).
+
+    ``xq`` stacks the training images and every test set on the training canvas (the kernel machines'
+    queries); ``spans[suite]`` is that suite's slice of ``xq``. Suites on another canvas have no span.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, tests: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.x, self.y, self.tests, self.n = x, y, tests, x.shape[0]
+        same = {s: v for s, v in tests.items() if v[0].shape[2:] == x.shape[2:]}
+        self.xq = torch.cat([x] + [v[0] for v in same.values()])
+        self.spans: dict[str, slice] = {}
+        o = self.n
+        for s, v in same.items():
+            self.spans[s] = slice(o, o + v[0].shape[0])
+            o += v[0].shape[0]
+        self.acc: dict[str, dict[str, float | None]] = {}
+        self.agree: dict[str, dict[str, float | None]] = {}
+        self.inside: dict[str, dict[str, float | None]] = {}
+        self.ridges: dict[str, float] = {}
+        self.extra: dict[str, object] = {}
+        self.timing: dict[str, float] = {}
+
+    def score(self, name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
+        """Accuracy (and sign agreement with ``ref``, a network's outputs) of predictions ``fq`` on ``xq``."""
+        self.acc[name], self.agree[name], self.inside[name] = {}, {}, {}
+        for s in self.tests:
+            if s not in self.spans:
+                self.acc[name][s] = self.agree[name][s] = self.inside[name][s] = None
                 continue
-            f = fq[spans[s]]
-            acc[name][s] = _accuracy(f, tests[s][1])
-            inside[name][s] = float((f > 0).double().mean())
-            agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
+            f = fq[self.spans[s]]
+            self.acc[name][s] = _accuracy(f, self.tests[s][1])
+            self.inside[name][s] = float((f > 0).double().mean())
+            self.agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
         if ref is not None:
-            extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
+            self.extra[f"{name}/train_accuracy"] = _accuracy(fq[:self.n], self.y)
 
-    # (a) infinite-width NTK regression
+    def regress(self, name: str, k_query_train: torch.Tensor, k_train_train: torch.Tensor, ridge: float,
+                ref: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Kernel regression on ``y`` (smallest invertible relative ridge ≥ ``ridge``), scored as ``name``."""
+        f, self.ridges[name] = kernel_regression_min_ridge(k_query_train, k_train_train, self.y, ridge=ridge)
+        self.score(name, f, ref)
+        return f
+
+
+def _infinite_machines(book: _Ledger, cfg: ThesisConfig, progress: bool) -> None:
+    """(a) Kernel regression with the infinite-width NTK of a ReLU MLP and CNN (flatten; GAP with ``cntk_gap``)."""
     infinite = [("ntk-mlp", lambda a, b: mlp_kernels(a.flatten(1), None if b is None else b.flatten(1), cfg.depth)[1]),
                 ("ntk-cnn-flatten", lambda a, b: cnn_kernels(a, b, cfg.depth, readout="flatten")[1])]
     if cfg.cntk_gap:
@@ -378,66 +421,47 @@ def run_thesis(
                                                                 progress=progress)[1]))
     for name, kfn in infinite:
         t0 = time.perf_counter()
-        k_tt = kfn(x, None)
-        k_st = kfn(xq, x)
-        f, ridges[name] = kernel_regression_min_ridge(k_st, k_tt, y, ridge=cfg.ridge)
-        score(name, f)
-        extra[f"{name}/train_accuracy"] = _accuracy(f[:n], y)
-        timing[name] = time.perf_counter() - t0
+        k_tt = kfn(book.x, None)
+        f = book.regress(name, kfn(book.xq, book.x), k_tt, cfg.ridge)
+        book.extra[f"{name}/train_accuracy"] = _accuracy(f[:book.n], book.y)
+        book.timing[name] = time.perf_counter() - t0
 
-    # (b) finite dense networks read at the marker, (c) their kernel machines
-    for k, (name, arch, kw) in enumerate(cfg.networks):
+
+def _network_machines(book: _Ledger, cfg: ThesisConfig, k: int,
+                      network: tuple[str, str, tuple[tuple[str, object], ...]], progress: bool) -> None:
+    """(b) Network ``k`` trained and read at the marker, (c) its final tangent and checkpoint kernel machines."""
+    name, arch, kw = network
+    n, xq = book.n, book.xq
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG state
+        torch.manual_seed(torch_seed(cfg.seed, k))
+        model = _build(arch, dict(kw))
+    ckpts, etas, losses = _train(model, book.x, book.y, cfg, torch_seed(cfg.seed, k), progress)
+    model.eval()
+    book.extra[f"{name}/parameters"] = sum(p.numel() for p in model.parameters())
+    book.extra[f"{name}/loss_every_10_steps"] = losses
+    md = copy.deepcopy(model).double()
+    with torch.no_grad():
+        fq = md(xq)
+        f_big = {s: md(v[0]) for s, v in book.tests.items() if s not in book.spans}
+    book.extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], book.y)
+    book.score(name, fq)
+    for s, f in f_big.items():  # a dense network runs on any canvas
+        book.acc[name][s] = _accuracy(f, book.tests[s][1])
+        book.inside[name][s] = float((f > 0).double().mean())
+    ref = {s: fq[book.spans[s]] for s in book.spans}
+    book.timing[name] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    kq = tangent_kernel(md, xq, book.x, dtype=torch.float64)
+    book.regress(f"{name}/tangent-final", kq, kq[:n], cfg.ridge, ref)
+    book.timing[f"{name}/tangent-final"] = time.perf_counter() - t0
+    if cfg.path_kernel and ckpts:
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG state
-            torch.manual_seed(torch_seed(cfg.seed, k))
-            model = _build(arch, dict(kw))
-        ckpts, etas, losses = _train(model, x, y, cfg, torch_seed(cfg.seed, k), progress)
-        model.eval()
-        extra[f"{name}/parameters"] = sum(p.numel() for p in model.parameters())
-        extra[f"{name}/loss_every_10_steps"] = losses
-        md = copy.deepcopy(model).double()
-        with torch.no_grad():
-            fq = md(xq)
-            f_big = {s: md(v[0]) for s, v in tests.items() if s not in spans}
-        extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
-        score(name, fq)
-        for s, f in f_big.items():  # a dense network runs on any canvas
-            acc[name][s] = _accuracy(f, tests[s][1])
-            inside[name][s] = float((f > 0).double().mean())
-        ref = {s: fq[spans[s]] for s in spans}
-        timing[name] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        kq = tangent_kernel(md, xq, x, dtype=torch.float64)
-        f, ridges[f"{name}/tangent-final"] = kernel_regression_min_ridge(kq, kq[:n], y, ridge=cfg.ridge)
-        score(f"{name}/tangent-final", f, ref)
-        timing[f"{name}/tangent-final"] = time.perf_counter() - t0
-        if cfg.path_kernel and ckpts:
-            t0 = time.perf_counter()
-            kp = _checkpoint_kernel(ckpts, etas, arch, dict(kw), xq, x)
-            f, ridges[f"{name}/path-checkpoint"] = kernel_regression_min_ridge(kp, kp[:n], y, ridge=cfg.ridge)
-            score(f"{name}/path-checkpoint", f, ref)
-            extra[f"{name}/checkpoint_etas"] = etas
-            timing[f"{name}/path-checkpoint"] = time.perf_counter() - t0
-
-    result = {
-        "table": _table(acc, agree),
-        "config": dataclasses.asdict(cfg),
-        "task": f"make_point_task('{IN_DIST}') train; suites at size 32 (large-2x: 64); y = +1 inside, -1 outside",
-        "path_kernel_note": "path-checkpoint = TracInCP sum over Adam checkpoints: an approximation, not Domingos' exact path kernel",
-        "n_train": n,
-        "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
-        "accuracy": acc,
-        "agreement_with_network": agree,
-        "fraction_predicted_inside": inside,
-        "ridge_relative": ridges,
-        "details": extra,
-        "seconds": timing,
-        "total_seconds": time.perf_counter() - t_start,
-    }
-    write_json(out / "thesis.json", result)
-    _plot_thesis(result, out / "thesis.png")
-    return result
+        kp = _checkpoint_kernel(ckpts, etas, arch, dict(kw), xq, book.x)
+        book.regress(f"{name}/path-checkpoint", kp, kp[:n], cfg.ridge, ref)
+        book.extra[f"{name}/checkpoint_etas"] = etas
+        book.timing[f"{name}/path-checkpoint"] = time.perf_counter() - t0
 
 
 def _table(acc: dict[str, dict[str, float | None]], agree: dict[str, dict[str, float | None]]) -> list[dict]:
