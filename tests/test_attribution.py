@@ -136,6 +136,9 @@ def test_explain_run_on_a_tiny_training_run(tmp_path):
     assert on_disk["top"] == rep["top"] and len(rep["top"]) == 3
     assert rep["run_final"] is not None and (tmp_path / "out" / "explain.png").exists()
     assert rep["image"] == "shapes-32 test[0]" and rep["notes"][0].startswith("explains an SGD-trained copy")
+    suite = explain_run(run, "nested:1", (10, 12), tmp_path / "out2", k=2, n_train=4, steps=2, batch_size=2,
+                        progress=False)
+    assert suite["image"] == "nested (size 32) test[1] seed 0" and len(suite["top"]) == 2
     # ReLU net: not float-exact, but the decomposition must still account for the output to ~1e-2
     assert rep["relative_residual"] < 1e-2
 

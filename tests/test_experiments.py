@@ -146,3 +146,19 @@ def test_thick_families_scores_a_tiny_run(tmp_path):
     assert json.loads((tmp_path / "out" / "thick-families.json").read_text()) == json.loads(json.dumps(rep))
     entry = rep["results"][str(run)]["thick nested 32²"]
     assert 0.0 <= entry["perfect"] <= 1.0 and rep["n"] == 2
+
+
+def test_kernel_cli_reports_bad_experiment_input_in_one_line(tmp_path, capsys):
+    from jordanlab.cli import main
+
+    bad = tmp_path / "thesis.toml"
+    bad.write_text("n_trian = 3\n")
+    assert main(["kernel", "thesis", "--config", str(bad), "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "n_trian" in err and "thesis.toml" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.toml").write_text('[data]\npreset = "shapes-32"\n[model]\nname = "unet"\n')
+    for argv in (["--image", "spiral:x", "--pixel", "1,2"], ["--image", "0", "--pixel", "1"]):
+        assert main(["kernel", "explain-adam", str(tmp_path / "run"), *argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert ("spec" in err or "--pixel" in err) and len(err.strip().splitlines()) == 1, err
