@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .metrics import logit_scores as _per_image_scores
 from .checkpoint import (
     build_model,
     capture_rng_state,
@@ -75,17 +76,6 @@ def _isolated_global_rng() -> Iterator[None]:
         yield
     finally:
         restore_rng_state(saved)
-
-
-def _per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image IoU of the figure (1 when both empty) and pixel accuracy, shape (N,) each."""
-    p = (logits.detach() > 0).flatten(1)
-    t = (target > 0.5).flatten(1)
-    inter = (p & t).sum(1).float()
-    union = (p | t).sum(1).float()
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-    acc = (p == t).float().mean(1)
-    return iou, acc
 
 
 def _seed_worker(worker_id: int) -> None:
