@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from jordanlab._seeds import torch_seed
+
 from .metrics import logit_scores as _per_image_scores
 from .checkpoint import (
     build_model,
@@ -305,7 +307,7 @@ def _train_run(run: Run, model: nn.Module, objective: Any, net: nn.Module, ctx: 
             t0 = time.perf_counter()
             train_ds.set_epoch(epoch)
             sampler.set_epoch(epoch)
-            gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
+            gen = torch.Generator().manual_seed(torch_seed(tc.seed, epoch))
             loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=tc.num_workers,
                                 worker_init_fn=_seed_worker, generator=gen, pin_memory=cuda,
                                 persistent_workers=False)
