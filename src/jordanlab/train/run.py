@@ -286,7 +286,7 @@ class Run:
     def status(self) -> dict[str, Any]:
         """``{"epochs_done", "epochs_planned", "finished", "checkpoint"}`` from the checkpoints on disk."""
         path = self.latest_checkpoint()
-        done = load_checkpoint(path)["epoch"] if path is not None else 0
+        done = dict((p, e) for e, p in self.checkpoints()).get(path, 0)  # the epoch is in the verified file's name
         planned = self.config.train.epochs
         return {"epochs_done": int(done), "epochs_planned": int(planned), "finished": done >= planned,
                 "checkpoint": path.name if path is not None else None}
