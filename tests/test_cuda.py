@@ -89,3 +89,17 @@ def test_cuda_fill_keeps_device_and_thins_thick_strokes():
     out = fill(torch.from_numpy(boundaries).cuda())
     assert out.is_cuda and out.dtype == torch.uint8
     np.testing.assert_array_equal(out.cpu().numpy(), masks)
+
+
+def test_cuda_rng_state_restores_from_cuda_tensors_and_from_a_bigger_machine():
+    """A state mapped to CUDA (as a resume on CUDA loads it), with one GPU state too many, restores."""
+    from jordanlab.train.checkpoint import capture_rng_state, restore_rng_state
+
+    torch.manual_seed(11)
+    torch.cuda.manual_seed_all(11)
+    state = capture_rng_state()
+    expect_cpu, expect_gpu = torch.rand(3), torch.rand(3, device="cuda")
+    moved = {**state, "numpy": [v.cuda() if torch.is_tensor(v) else v for v in state["numpy"]],
+             "torch": state["torch"].cuda(), "cuda": [s.cuda() for s in state["cuda"]] + [state["cuda"][0].cuda()]}
+    restore_rng_state(moved)
+    assert torch.equal(torch.rand(3), expect_cpu) and torch.equal(torch.rand(3, device="cuda"), expect_gpu)
