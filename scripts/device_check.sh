@@ -12,6 +12,11 @@
 # (pure Python: one wheel for every platform; name `.whl` in the device tool's `carry`). If the editable
 # install fails, PYTHONPATH=src is used instead. The stages, their time boxes and outputs are described
 # in scripts/device_check.py.
+#
+# Through this workplace's device tool (one call; the driver's budget is 480 s, set-up ~15 s on top):
+#   run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=570)
+# The 7 files that come back (results.jsonl, summary.md, device_check.log, shapes128-run.tar.000/.001,
+# textures256-run.tar.000/.001) fit its limits (8 files, 16 MiB each, 64 MiB in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
