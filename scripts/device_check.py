@@ -309,7 +309,9 @@ def stage_cuda_tests(ctx: argparse.Namespace) -> dict[str, Any]:
 def _agreement_config(ctx: argparse.Namespace, device: str, amp: bool) -> Any:
     from jordanlab.train import load_config
 
-    n_train, epochs, n_val = (64, 1, 16) if ctx.small else (256, 2, 64)
+    # Full: 64 steps, where the CPU model reaches IoU 0.87 on the held-out images (after 16 it still
+    # predicts no figure at all, and every run would agree trivially). Small: the code path only.
+    n_train, epochs, n_val = (64, 1, 16) if ctx.small else (512, 4, 64)
     return load_config(ROOT / "configs" / "quick-unet.toml", [
         f"data.n_train={n_train}", f"data.n_val={n_val}", f"train.epochs={epochs}",
         f'train.device="{device}"', f"train.amp={'true' if amp else 'false'}",
