@@ -14,11 +14,12 @@ recorded and the next one runs):
 ``agreement``
     The same small config (``configs/quick-unet.toml`` on fewer images) trained on the CPU in float32
     and on CUDA three ways: float32 with TF32 off, float32 with PyTorch's defaults (cuDNN convolutions
-    in TF32), and bf16 autocast + channels-last (the loop's CUDA default). Reports, against the CPU
-    run, the largest weight difference max |dw| (absolute, and relative to that tensor's own change
-    max |w_T - w_0| on the CPU, with the tensor's name), the mean IoU of each model's masks on
-    held-out images and the IoU between the CPU model's and the CUDA model's masks. The tolerances
-    below were fixed before any GPU run; a miss is a finding to report, not a bound to widen.
+    in TF32), and bf16 autocast + channels-last (the loop's CUDA default), 64 steps each. Reports,
+    against the CPU run, the weight difference (max |dw| and where, and the relative L2 difference
+    ||dw|| / ||w_T - w_0||), the mean IoU of each model's masks on 200 held-out images, the IoU between
+    the CPU model's and the CUDA model's masks, and how many pixels the CUDA-trained model's masks
+    change between CPU and CUDA inference. The tolerances (``TOLERANCES``) were fixed before any GPU
+    run; a miss is a finding to report, not a bound to widen.
 ``fill``
     :func:`jordanlab.topology.fill` on a batch of B images of S² (64 x 1024² in full) on CUDA tensors
     (median of repeats, synchronized) against the CPU (numpy bit-packed path), in MPix/s, and the
@@ -70,19 +71,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU_SHAPES128_SECONDS = 2 * 3600 + 6 * 60
 CPU_SHAPES128_IMAGES = 150 * 1115
 
-#: Tolerances of the agreement stage, fixed before any GPU run: (max relative |dw|, max |IoU difference|).
-#: Relative |dw| = max over tensors of max |w_cuda - w_cpu| / max |w_T - w_0| (the CPU run's own change).
+#: Tolerances of the agreement stage, fixed before any GPU run: (relative L2 weight difference, |IoU difference|).
+#: rel_l2_dw = ||w_cuda - w_cpu|| / ||w_T - w_0|| over the parameters after the 64 steps (see _weight_difference).
+#: Calibrated on a proxy, the CPU's own bf16 autocast forced into the loop (same config and seed): rel_l2_dw
+#: 0.18 (the training trajectory drifts: a chaotic 64-step path, not an error per step) but |IoU difference|
+#: 0.0009 and masks 99.5 % alike. float32 on CUDA differs from the CPU by summation order only (and TF32
+#: rounding of cuDNN convolutions when allowed, 10 mantissa bits against bf16's 7).
 TOLERANCES = {
     "fp32_strict": (1e-2, 0.005),
-    "fp32_tf32": (5e-2, 0.01),
-    "bf16_amp": (0.2, 0.02),
+    "fp32_tf32": (0.1, 0.01),
+    "bf16_amp": (0.5, 0.02),
 }
 
 #: Time boxes in seconds (full run, small run). The textures-256 stage takes what the budget leaves.
 BOXES = {
     "env": (30, 30),
     "cuda_tests": (90, 60),
-    "agreement": (75, 60),
+    "agreement": (90, 60),
     "fill": (45, 30),
     "depth": (45, 30),
     "shapes128": (220, 60),
@@ -318,20 +323,22 @@ def _agreement_config(ctx: argparse.Namespace, device: str, amp: bool) -> Any:
     ])
 
 
-def _max_rel_dw(ref: dict[str, Any], other: dict[str, Any], init: dict[str, Any]) -> tuple[float, float, str]:
-    """``(max |dw|, max relative |dw|, tensor of the latter)`` over the floating tensors of two state dicts."""
-    worst_abs, worst_rel, where = 0.0, 0.0, ""
-    for k, a in ref.items():
-        if not a.is_floating_point():
-            continue
-        b = other[k].to(a.dtype)
-        d = float((a - b).abs().max()) if a.numel() else 0.0
-        change = float((a - init[k].to(a.dtype)).abs().max()) if a.numel() else 0.0
-        rel = d / change if change > 0 else (0.0 if d == 0 else math.inf)
-        worst_abs = max(worst_abs, d)
-        if rel > worst_rel:
-            worst_rel, where = rel, k
-    return worst_abs, worst_rel, where
+def _weight_difference(ref: Any, other: Any, init: dict[str, Any]) -> dict[str, Any]:
+    r"""How far ``other``'s parameters are from ``ref``'s, against how far training moved ``ref``.
+
+    ``rel_l2_dw`` = :math:`\|w_{dev} - w_{cpu}\|_2 / \|w_{cpu,T} - w_0\|_2` over all parameters (buffers
+    such as BatchNorm's running statistics left out); ``max_abs_dw`` = :math:`\max |w_{dev} - w_{cpu}|` and
+    the parameter where it is largest.
+    """
+    import torch
+
+    ref_p, other_p = dict(ref.named_parameters()), dict(other.named_parameters())
+    diff = torch.cat([(ref_p[k] - other_p[k]).detach().flatten().double() for k in ref_p])
+    moved = torch.cat([(ref_p[k] - init[k]).detach().flatten().double() for k in ref_p])
+    worst = max(ref_p, key=lambda k: float((ref_p[k] - other_p[k]).detach().abs().max()))
+    largest = float(diff.abs().max())
+    return {"max_abs_dw": largest, "worst_tensor": worst if largest > 0 else "",
+            "rel_l2_dw": float(diff.norm() / moved.norm()) if float(moved.norm()) > 0 else math.inf}
 
 
 def _mask_iou(a: Any, b: Any) -> float:
@@ -372,8 +379,7 @@ def stage_agreement(ctx: argparse.Namespace) -> dict[str, Any]:
         models[name], _ = load_model(work / name)
     ref = _agreement_config(ctx, "cpu", False)
     torch.manual_seed(ref.train.seed)  # the loop's initialisation (it seeds random/numpy too; build uses torch)
-    init = {k: v.detach().clone() for k, v in build_model(ref.model).state_dict().items()}
-    ref_state = models["cpu_fp32"].state_dict()
+    init = {k: v.detach().clone() for k, v in build_model(ref.model).named_parameters()}
     ref_masks, _ = predict_masks(models["cpu_fp32"], boundaries, device="cpu")
     record: dict[str, Any] = {"cuda_stand_in": stand_in, "device": dev, "train_seconds": seconds,
                               "config": "configs/quick-unet.toml", "n_train": ref.data.n_train,
@@ -382,20 +388,20 @@ def stage_agreement(ctx: argparse.Namespace) -> dict[str, Any]:
                               "iou_cpu_vs_truth": round(_mask_iou(ref_masks, masks), 5), "variants": {}}
     ok = True
     for name in ("fp32_strict", "fp32_tf32", "bf16_amp"):
-        d_abs, d_rel, where = _max_rel_dw(ref_state, models[name].state_dict(), init)
+        dw = _weight_difference(models["cpu_fp32"], models[name], init)
         pred_cpu, _ = predict_masks(models[name], boundaries, device="cpu")
         pred_dev, _ = predict_masks(models[name], boundaries, device=dev)
         iou_truth = _mask_iou(pred_cpu, masks)
         tol_rel, tol_iou = TOLERANCES[name]
         d_iou = abs(iou_truth - record["iou_cpu_vs_truth"])
-        passed = d_rel <= tol_rel and d_iou <= tol_iou
+        passed = dw["rel_l2_dw"] <= tol_rel and d_iou <= tol_iou
         ok &= passed
         record["variants"][name] = {
-            "max_abs_dw": d_abs, "max_rel_dw": d_rel, "worst_tensor": where,
+            **dw,
             "iou_vs_truth": round(iou_truth, 5), "abs_iou_difference": round(d_iou, 5),
             "iou_masks_vs_cpu_model": round(_mask_iou(pred_cpu, ref_masks), 5),
             "inference_on_device_pixels_differing": int((pred_dev != pred_cpu).sum()),
-            "tolerance": {"max_rel_dw": tol_rel, "abs_iou_difference": tol_iou}, "pass": passed,
+            "tolerance": {"rel_l2_dw": tol_rel, "abs_iou_difference": tol_iou}, "pass": passed,
         }
     record["status"] = "ok" if ok else "fail"
     return record
@@ -608,7 +614,8 @@ def _headline(r: dict[str, Any]) -> str:
     if s == "cuda_tests":
         return f"{r.get('passed')} passed, {r.get('failures')} failed, {r.get('errors')} errors, {r.get('skipped')} skipped"
     if s == "agreement":
-        return "; ".join(f"{k}: rel|dw| {v['max_rel_dw']:.2g}, |dIoU| {v['abs_iou_difference']:.4f}"
+        return "; ".join(f"{k}: rel L2 dw {v['rel_l2_dw']:.2g}, max|dw| {v['max_abs_dw']:.2g}, "
+                         f"|dIoU| {v['abs_iou_difference']:.4f}"
                          f" ({'pass' if v['pass'] else 'FAIL'})" for k, v in r.get("variants", {}).items())
     if s == "fill":
         return (f"{r.get('batch')}: {r.get('device_mpix_per_s')} MPix/s on {r.get('device')} vs "
