@@ -111,14 +111,19 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state` (CUDA states are restored when CUDA is available)."""
+    """Inverse of :func:`capture_rng_state` (CUDA states are restored when CUDA is available).
+
+    The state's tensors may sit on any device: ``load_checkpoint(..., map_location="cuda")`` (the
+    loop resumes so on CUDA) moves them there, but NumPy and both torch generators read CPU bytes.
+    A checkpoint from a machine with more GPUs restores the first ``torch.cuda.device_count()`` states.
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]][: torch.cuda.device_count()])
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
