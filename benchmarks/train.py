@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from jordanlab import data
     from jordanlab.train import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig, build_model, train
     from jordanlab.train.distributed import EpochSampler, resolve_device
+    from jordanlab.train.run import Run
     from jordanlab.train.objectives import pixel_loss
     from jordanlab.train.optim import build_optimizer
 
@@ -69,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     dev = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        data.write_dataset(preset, run / "data" / "train", seed=0, n=n, splits=("train",), progress=False)
+        owner = Run.for_training(run, cfg)  # the loop's own data, where the loop will find it
+        with owner.lock():
+            owner.ensure_data(progress=False)
 
         # -- data pipeline alone: the loop's loader for epoch 1 (same sampler, same draws)
-        ds = data.FillDataset(run / "data" / "train", "train", augment=True, seed=0)
+        ds = data.FillDataset(owner.data_dir(), "train", augment=True, seed=0)
         ds.set_epoch(1)
         sampler = EpochSampler(len(ds), seed=cfg.train.seed)
         sampler.set_epoch(1)
