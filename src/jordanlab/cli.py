@@ -62,10 +62,41 @@ def _cmd_fill(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- models and learning
+def _run_dir(spec: str | os.PathLike[str]) -> Path:
+    """A command's RUN argument: a run directory, else the name of a shipped model (its read-only directory).
+
+    The one place the CLI resolves RUN; ``jordanlab.train.run.Run.open`` replaces it when it lands.
+    """
+    p = Path(spec)
+    if p.exists():
+        return p
+    from jordanlab.models import pretrained
+
+    return pretrained.path(str(spec)) if pretrained.is_shipped(str(spec)) else p
+
+
+def _pretrained_rows() -> list[dict[str, object]]:
+    from jordanlab.models import pretrained
+
+    rows = []
+    for name in pretrained.names():
+        meta = pretrained.info(name)
+        row: dict[str, object] = {"name": name, "parameters": meta["parameters"],
+                                  "size": f"{meta['bytes'] / 1e6:.2f} MB", "config": meta["config"]}
+        row.update({suite: f"{100 * rate:.0f} %" for suite, rate in meta["perfect"].items()})
+        rows.append(row)
+    return rows
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from jordanlab.models import model_table
     from jordanlab.report.html import markdown_table
 
+    if args.pretrained:
+        print(markdown_table(_pretrained_rows()))
+        print("perfect: share of pixel-perfect images of 20 per suite (eval.json of each shipped model); "
+              "use a name wherever a command takes RUN")
+        return 0
     print(markdown_table(model_table(canvas=args.canvas)))
     return 0
 
@@ -94,18 +125,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         suites = args.suites.split(",")
     else:  # --data alone evaluates only those directories
         suites = () if args.data else None
-    result = evaluate_run(args.run, suites=suites, data_dirs=args.data or (), n=args.n,
+    run = _run_dir(args.run)
+    from jordanlab.models import pretrained
+
+    if pretrained.is_shipped(args.run) and not Path(args.run).exists():
+        # a shipped model is read-only: evaluate a temporary copy, print, keep nothing
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / args.run
+            shutil.copytree(run, copy)
+            result = evaluate_run(copy, suites=suites, data_dirs=args.data or (), n=args.n, device=args.device,
+                                  max_iters=args.max_iters, patience=args.patience, figures=False,
+                                  progress=not args.quiet)
+        print(format_table(result))
+        print(f"(shipped model {args.run!r}: evaluated a temporary copy; its own eval.json is in {run})")
+        return 0
+    result = evaluate_run(run, suites=suites, data_dirs=args.data or (), n=args.n,
                           device=args.device, max_iters=args.max_iters, patience=args.patience,
                           progress=not args.quiet)
     print(format_table(result))
-    print(f"wrote {Path(args.run) / 'eval.json'}")
+    print(f"wrote {run / 'eval.json'}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from jordanlab.evaluate import predict_png
 
-    out = predict_png(args.run, args.input, args.out, device=args.device)
+    out = predict_png(_run_dir(args.run), args.input, args.out, device=args.device)
     print(f"wrote {out}")
     return 0
 
@@ -138,7 +186,7 @@ def _cmd_kernel_explain(args: argparse.Namespace) -> int:
     from jordanlab.kernels import explain_run
 
     r, c = (int(v) for v in args.pixel.split(","))
-    report = explain_run(args.run, _explain_image(args.run, args.image), (r, c), args.out, k=args.k,
+    report = explain_run(_run_dir(args.run), _explain_image(str(_run_dir(args.run)), args.image), (r, c), args.out, k=args.k,
                          n_train=args.n_train, steps=args.steps, lr=args.lr, progress=not args.quiet)
     print(json.dumps({k: v for k, v in report.items() if k != "top"}, indent=2, default=str))
     print(f"wrote {Path(args.out) / 'explain.png'}")
@@ -151,13 +199,14 @@ def _cmd_kernel_explain_adam(args: argparse.Namespace) -> int:
 
     if len(args.image) != len(args.pixel):
         raise ValueError(f"--image and --pixel must come in pairs, got {len(args.image)} and {len(args.pixel)}")
-    config = load_config(Path(args.run) / "config.toml")
+    run = _run_dir(args.run)
+    config = load_config(run / "config.toml")
     queries = []
     for spec, pix in zip(args.image, args.pixel):
         r, c = (int(v) for v in pix.split(","))
         b, m, source = load_query_image(spec, config, size=args.size)
         queries.append(Query(f"{spec.replace(':', '-')}-r{r}c{c}", b, m, (r, c), source))
-    summary = explain_adam_run(args.run, queries, args.out, replay_dir=args.replay, quadrature=args.quadrature,
+    summary = explain_adam_run(run, queries, args.out, replay_dir=args.replay, quadrature=args.quadrature,
                                k=args.k, progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -239,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     # learning
     p = command(sub, "models", _cmd_models, "table of architectures: parameters and receptive fields")
     p.add_argument("--canvas", type=int, default=128, help="canvas for 'global' receptive fields")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the shipped trained models (usable wherever a command takes RUN)")
     p = command(sub, "train", _cmd_train, "train a model from a TOML config (resumes an existing run)")
     p.add_argument("config", help="TOML config (see configs/)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.toml)")
@@ -248,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set optim.lr=0.003 (repeatable)")
     quiet(p)
     p = command(sub, "eval", _cmd_eval, "evaluate a run on the test split and every OOD suite")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("--suites", default=None,
                    help="comma-separated suite names, or 'all' (default: all, or none when --data is given)")
     p.add_argument("--data", action="append", metavar="DIR",
@@ -261,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     device(p)
     quiet(p)
     p = command(sub, "predict", _cmd_predict, "fill your own boundary image with a trained run")
-    p.add_argument("run")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("input", help="8-bit PNG of closed curves (any canvas)")
     p.add_argument("--out", required=True)
     device(p)
@@ -276,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiet(p)
     p = command(kernel, "explain", _cmd_kernel_explain,
                 "which training images carry a pixel's prediction (exact path-kernel attribution)")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("--image", required=True,
                    help="test-split index (e.g. 0), SUITE:INDEX at the run's canvas (e.g. spiral:3), or a PNG")
     p.add_argument("--pixel", required=True, help="R,C of the query pixel")
