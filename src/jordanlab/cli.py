@@ -56,23 +56,30 @@ def _cmd_data_list(args: argparse.Namespace) -> int:
 def _cmd_fill(args: argparse.Namespace) -> int:
     from jordanlab.data import fill_png
 
-    mask = fill_png(args.input, args.out, curve=args.curve, method=args.method)
+    steps: list[str] = []
+    mask = fill_png(args.input, args.out, curve=args.curve, method=args.method, repair=args.repair,
+                    repaired_png=args.repaired_out, steps=steps)
+    if args.repair:
+        print("repair: " + ("; ".join(steps) if steps else "nothing to repair"))
+        if args.repaired_out:
+            print(f"wrote {args.repaired_out} (the repaired curves, white on black)")
     print(f"wrote {args.out}: {int(mask.sum())} figure pixels of {mask.size}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from jordanlab.report.serve import serve
+
+    serve(args.run or None, host=args.host, port=args.port, device=args.device, quiet=args.quiet)
     return 0
 
 
 # --------------------------------------------------------------------------- models and learning
 def _run_dir(spec: str | os.PathLike[str]) -> Path:
-    """A command's RUN argument: a run directory, else the name of a shipped model (its read-only directory).
+    """A command's RUN argument: a run directory, else the name of a shipped model (its read-only directory)."""
+    from jordanlab.models.pretrained import resolve
 
-    The one place the CLI resolves RUN; ``jordanlab.train.run.Run.open`` replaces it when it lands.
-    """
-    p = Path(spec)
-    if p.exists():
-        return p
-    from jordanlab.models import pretrained
-
-    return pretrained.path(str(spec)) if pretrained.is_shipped(str(spec)) else p
+    return resolve(spec)
 
 
 def _pretrained_rows() -> list[dict[str, object]]:
@@ -279,11 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="base canvas of the suites (default 64)")
 
     p = command(sub, "fill", _cmd_fill, "fill your own boundary image (PNG) with the exact even-odd rule")
-    p.add_argument("input", help="8-bit PNG of closed curves")
+    p.add_argument("input", help="8-bit PNG of closed curves (with --repair: any image Pillow reads)")
     p.add_argument("--out", required=True, help="mask PNG to write (figure white, ground black)")
     p.add_argument("--curve", default="auto", choices=["auto", "dark", "light"],
                    help="curve pixels are dark on light, light on dark, or auto (the minority class)")
     p.add_argument("--method", default="parity", choices=["parity", "flood"])
+    p.add_argument("--repair", action="store_true",
+                   help="read any image Pillow reads (JPEG too), fill pinholes, join gaps of up to 2 pixels "
+                        "and thin the strokes before filling; says what it changed")
+    p.add_argument("--repaired-out", default=None, metavar="PNG",
+                   help="with --repair: also write the repaired curves to this PNG")
 
     # learning
     p = command(sub, "models", _cmd_models, "table of architectures: parameters and receptive fields")
@@ -360,6 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
     quiet(p)
+
+    p = command(sub, "serve", _cmd_serve,
+                "a local web page: draw closed curves, see the exact fill and each model's prediction")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--run", action="append", metavar="RUN",
+                   help="a run directory or shipped model to show (repeatable; default: every shipped model)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no request log")
 
     p = command(sub, "reproduce", _cmd_reproduce,
                 "make the data, train, evaluate, run the kernel checks and write DIR/index.html")

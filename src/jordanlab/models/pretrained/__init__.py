@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "names", "path", "info", "verify", "is_shipped", "weights_sha256"]
+__all__ = ["MANIFEST", "names", "path", "resolve", "info", "verify", "is_shipped", "weights_sha256"]
 
 _HERE = Path(__file__).resolve().parent
 #: The checksum manifest's file name (beside this module).
@@ -74,6 +75,18 @@ def path(name: str) -> Path:
     if not is_shipped(name):
         raise ValueError(f"unknown pretrained model {name!r}; valid names: {', '.join(names())}")
     return _HERE / name
+
+
+def resolve(run: str | os.PathLike[str]) -> Path:
+    """A command's ``RUN``: an existing path as given, else the directory of the shipped model of that name.
+
+    A name that is neither comes back as a path, for the caller to report as missing. (The single
+    resolver of the CLI and ``jordanlab serve``; ``jordanlab.train.run.Run.open`` is to replace it.)
+    """
+    p = Path(run)
+    if p.exists() or not is_shipped(str(run)):
+        return p
+    return path(str(run))
 
 
 def info(name: str) -> dict[str, Any]:
