@@ -49,7 +49,7 @@ def final_kernel_attribution(
     Parameters
     ----------
     model : nn.Module
-        Evaluated in ``eval()`` mode (restored afterwards), float32.
+        Evaluated in ``eval()`` mode (restored afterwards), in the dtype of its parameters.
     query : ndarray (H, W), uint8 boundary
     pixel : (row, col)
     train_boundaries, train_masks : ndarray (N, h, w), uint8
@@ -75,16 +75,16 @@ def final_kernel_attribution(
     model.eval()
     try:
         params = _params(model)
-        dev = params[0].device
-        x = torch.as_tensor(q, dtype=torch.float32, device=dev)[None, None]
+        dev, dt = params[0].device, params[0].dtype
+        x = torch.as_tensor(q, dtype=dt, device=dev)[None, None]
         out = model(x)[0, 0, r, c]
         g = torch.autograd.grad(out, params)
         contributions, maps, ksums = [], [], []
         tb = np.asarray(train_boundaries)
         tm = np.asarray(train_masks)
         for s in range(0, len(tb), batch_size):
-            xb = torch.as_tensor(tb[s:s + batch_size], dtype=torch.float32, device=dev)[:, None]
-            yb = torch.as_tensor(tm[s:s + batch_size], dtype=torch.float32, device=dev)[:, None]
+            xb = torch.as_tensor(tb[s:s + batch_size], dtype=dt, device=dev)[:, None]
+            yb = torch.as_tensor(tm[s:s + batch_size], dtype=dt, device=dev)[:, None]
             f = model(xb)
             v = torch.zeros_like(f, requires_grad=True)
             jtv = torch.autograd.grad(f, params, v, create_graph=True, allow_unused=True)
