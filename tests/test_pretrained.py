@@ -157,3 +157,9 @@ def test_cli_lists_and_uses_shipped_models(tmp_path: Path, capsys: pytest.Captur
     mask = (np.asarray(Image.open(tmp_path / "mask.png")) > 0).astype(np.uint8)
     assert np.array_equal(mask, fill(b[0]))
     assert main(["predict", "no-such-model", str(png), "--out", str(tmp_path / "m.png")]) == 2
+    # eval a shipped name: scores printed, the shipped directory left as it was
+    capsys.readouterr()
+    assert main(["eval", "crossing-depth", "--n", "2", "--suites", "nested", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| nested | 2 | 1.0000 |" in out and "| spiral |" not in out
+    pretrained.verify("crossing-depth")

@@ -143,6 +143,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / args.run
             shutil.copytree(run, copy)
+            (copy / "eval.json").unlink()  # score afresh: evaluate_run would merge the shipped scores in
             result = evaluate_run(copy, suites=suites, data_dirs=args.data or (), n=args.n, device=args.device,
                                   max_iters=args.max_iters, patience=args.patience, figures=False,
                                   progress=not args.quiet)
