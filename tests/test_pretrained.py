@@ -163,3 +163,23 @@ def test_cli_lists_and_uses_shipped_models(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "| nested | 2 | 1.0000 |" in out and "| spiral |" not in out
     pretrained.verify("crossing-depth")
+
+
+def test_reproduce_starts_from_a_shipped_model_only_for_its_exact_config(tmp_path: Path, monkeypatch) -> None:
+    from jordanlab.report.reproduce import _is_shipped_copy, _shipped_run, configs_dir, reproduce
+
+    cfg = configs_dir() / "quick-crossing-depth.toml"
+    assert _shipped_run("crossing-depth", load_config(cfg, ['train.device="cpu"'])) == pretrained.path("crossing-depth")
+    assert _shipped_run("crossing-depth", load_config(cfg, ["train.epochs=3"])) is None
+    assert _shipped_run("unet", load_config(cfg)) is None  # another model's config
+    monkeypatch.chdir(tmp_path)
+    index = reproduce("out", plan=(("crossing-depth", str(cfg)),), eval_n=2, kernels=False, progress=False)
+    run = tmp_path / "out" / "runs" / "crossing-depth"
+    assert _is_shipped_copy(pretrained.path("crossing-depth"), run)
+    steps = [s["step"] for s in json.loads((tmp_path / "out" / "reproduce.json").read_text())["steps"]]
+    assert "copy shipped crossing-depth" in steps and "train crossing-depth" not in steps
+    page = index.read_text()
+    assert "The answer" in page and "(shipped)" in page and "<details" in page
+    assert str(tmp_path) not in page  # commands are shown with relative paths
+    ev = json.loads((run / "eval.json").read_text())
+    assert all(e["n"] == 2 and e["perfect_rate"] == 1.0 for e in ev["suites"].values())

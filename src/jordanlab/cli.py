@@ -238,7 +238,8 @@ def _cmd_kernel_thesis(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from jordanlab.report.reproduce import reproduce
 
-    index = reproduce(args.out, quick=args.quick, device=args.device, progress=not args.quiet)
+    index = reproduce(args.out, quick=args.quick, device=args.device, progress=not args.quiet,
+                      pretrained=not args.retrain)
     print(f"report: {index}")
     return 0
 
@@ -387,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "make the data, train, evaluate, run the kernel checks and write DIR/index.html")
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="small images and few epochs (minutes on 2 cores)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train every model, even those shipped with exactly the plan's config")
     device(p)
     quiet(p)
     return parser
