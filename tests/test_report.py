@@ -67,9 +67,9 @@ def test_reproduce_pipeline_writes_report_and_does_not_redo_finished_steps(tmp_p
     assert "missing figure" not in page and page.count("<img") >= 3
     ev = json.loads((out / "runs" / "tiny" / "eval.json").read_text())
     assert set(ev["suites"]) >= {"test", "spiral", "large-4x"}
-    assert "perfect-image rate per suite" in page and "gallery.png" in page
+    assert "share of pixel-perfect images per suite" in page and "gallery.png" in page and "compare.png" in page
     steps = {s["step"] for s in json.loads((out / "reproduce.json").read_text())["steps"]}
-    assert steps == {"gallery", "train tiny", "eval tiny"}
+    assert steps == {"gallery", "train tiny", "eval tiny", "comparison figure"}
     mtime = (out / "runs" / "tiny" / "eval.json").stat().st_mtime_ns
     reproduce(out, plan=(("tiny", str(cfg)),), eval_n=4, kernels=False, progress=False)
     assert (out / "runs" / "tiny" / "eval.json").stat().st_mtime_ns == mtime

@@ -56,16 +56,47 @@ def _cmd_data_list(args: argparse.Namespace) -> int:
 def _cmd_fill(args: argparse.Namespace) -> int:
     from jordanlab.data import fill_png
 
-    mask = fill_png(args.input, args.out, curve=args.curve, method=args.method)
+    steps: list[str] = []
+    mask = fill_png(args.input, args.out, curve=args.curve, method=args.method, repair=args.repair,
+                    repaired_png=args.repaired_out, steps=steps)
+    if args.repair:
+        print("repair: " + ("; ".join(steps) if steps else "nothing to repair"))
+        if args.repaired_out:
+            print(f"wrote {args.repaired_out} (the repaired curves, white on black)")
     print(f"wrote {args.out}: {int(mask.sum())} figure pixels of {mask.size}")
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from jordanlab.report.serve import serve
+
+    serve(args.run or None, host=args.host, port=args.port, device=args.device, quiet=args.quiet)
+    return 0
+
+
 # --------------------------------------------------------------------------- models and learning
+def _pretrained_rows() -> list[dict[str, object]]:
+    from jordanlab.models import pretrained
+
+    rows = []
+    for name in pretrained.names():
+        meta = pretrained.info(name)
+        row: dict[str, object] = {"name": name, "parameters": meta["parameters"],
+                                  "size": f"{meta['bytes'] / 1e6:.2f} MB", "config": meta["config"]}
+        row.update({suite: f"{100 * rate:.0f} %" for suite, rate in meta["perfect"].items()})
+        rows.append(row)
+    return rows
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from jordanlab.models import model_table
     from jordanlab.report.html import markdown_table
 
+    if args.pretrained:
+        print(markdown_table(_pretrained_rows()))
+        print("perfect: share of pixel-perfect images of 20 per suite (eval.json of each shipped model); "
+              "use a name wherever a command takes RUN")
+        return 0
     print(markdown_table(model_table(canvas=args.canvas)))
     return 0
 
@@ -176,7 +207,8 @@ def _cmd_kernel_thesis(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from jordanlab.report.reproduce import reproduce
 
-    index = reproduce(args.out, quick=args.quick, device=args.device, progress=not args.quiet)
+    index = reproduce(args.out, quick=args.quick, device=args.device, progress=not args.quiet,
+                      pretrained=not args.retrain)
     print(f"report: {index}")
     return 0
 
@@ -229,15 +261,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="base canvas of the suites (default 64)")
 
     p = command(sub, "fill", _cmd_fill, "fill your own boundary image (PNG) with the exact even-odd rule")
-    p.add_argument("input", help="8-bit PNG of closed curves")
+    p.add_argument("input", help="8-bit PNG of closed curves (with --repair: any image Pillow reads)")
     p.add_argument("--out", required=True, help="mask PNG to write (figure white, ground black)")
     p.add_argument("--curve", default="auto", choices=["auto", "dark", "light"],
                    help="curve pixels are dark on light, light on dark, or auto (the minority class)")
     p.add_argument("--method", default="parity", choices=["parity", "flood"])
+    p.add_argument("--repair", action="store_true",
+                   help="read any image Pillow reads (JPEG too), fill pinholes, join gaps of up to 2 pixels "
+                        "and thin the strokes before filling; says what it changed")
+    p.add_argument("--repaired-out", default=None, metavar="PNG",
+                   help="with --repair: also write the repaired curves to this PNG")
 
     # learning
     p = command(sub, "models", _cmd_models, "table of architectures: parameters and receptive fields")
     p.add_argument("--canvas", type=int, default=128, help="canvas for 'global' receptive fields")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the shipped trained models (usable wherever a command takes RUN)")
     p = command(sub, "train", _cmd_train, "train a model from a TOML config (resumes an existing run)")
     p.add_argument("config", help="TOML config (see configs/)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.toml)")
@@ -247,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set optim.lr=0.003 (repeatable)")
     quiet(p)
     p = command(sub, "eval", _cmd_eval, "evaluate a run on the test split and every OOD suite")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("--suites", default=None,
                    help="comma-separated suite names, or 'all' (default: all, or none when --data is given)")
     p.add_argument("--data", action="append", metavar="DIR",
@@ -260,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     device(p)
     quiet(p)
     p = command(sub, "predict", _cmd_predict, "fill your own boundary image with a trained run")
-    p.add_argument("run")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("input", help="8-bit PNG of closed curves (any canvas)")
     p.add_argument("--out", required=True)
     device(p)
@@ -275,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiet(p)
     p = command(kernel, "explain", _cmd_kernel_explain,
                 "which training images carry a pixel's prediction (exact path-kernel attribution)")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("--image", required=True,
                    help="test-split index (e.g. 0), SUITE:INDEX at the run's canvas (e.g. spiral:3), "
                         "PRESET:INDEX, or a PNG")
@@ -313,10 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TOML of ThesisConfig keys (e.g. configs/experiments/thesis.toml); overrides --quick")
     quiet(p)
 
+    p = command(sub, "serve", _cmd_serve,
+                "a local web page: draw closed curves, see the exact fill and each model's prediction")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--run", action="append", metavar="RUN",
+                   help="a run directory or shipped model to show (repeatable; default: every shipped model)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no request log")
+
     p = command(sub, "reproduce", _cmd_reproduce,
                 "make the data, train, evaluate, run the kernel checks and write DIR/index.html")
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="small images and few epochs (minutes on 2 cores)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train every model, even those shipped with exactly the plan's config")
     device(p)
     quiet(p)
     return parser

@@ -9,7 +9,7 @@
 
 from jordanlab.data.generate import generate_images, label, make
 from jordanlab.data.io import DatasetError, load_dataset, read_manifest, write_dataset
-from jordanlab.data.png import fill_png, read_boundary_png, write_mask_png
+from jordanlab.data.png import ImageTooLargeError, fill_png, read_boundary_image, read_boundary_png, write_mask_png
 from jordanlab.data.point import make_point_task
 from jordanlab.data.preview import gallery, preview_dataset, preview_grid
 from jordanlab.data.specs import FAMILIES, PRESETS, SUITE_COUNT, SUITE_SIZE, SUITES, Spec, resolve, salt
@@ -19,6 +19,7 @@ __all__ = [
     "DatasetError",
     "FAMILIES",
     "FillDataset",
+    "ImageTooLargeError",
     "PRESETS",
     "SUITES",
     "SUITE_COUNT",
@@ -33,6 +34,7 @@ __all__ = [
     "make_point_task",
     "preview_dataset",
     "preview_grid",
+    "read_boundary_image",
     "read_boundary_png",
     "read_manifest",
     "resolve",

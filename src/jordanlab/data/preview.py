@@ -82,7 +82,7 @@ def preview_grid(
     fig.tight_layout(pad=0.3)
     out = Path(out_png)
     try:
-        save_figure(fig, out, dpi=dpi)
+        save_figure(fig, out, dpi=dpi, bbox_inches="tight", pad_inches=0.05)  # keeps the top row's titles
     finally:
         plt.close(fig)
     return out

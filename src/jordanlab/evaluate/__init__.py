@@ -2,6 +2,7 @@
 
 - :func:`per_image_scores` / :func:`aggregate_scores` / :func:`score_masks`: IoU of the figure,
   pixel accuracy and the perfect-image rate (NumPy or torch).
+- :func:`evaluate_model`: the same scores for a model object (built-in or your own), no run directory.
 - :func:`evaluate_run`: the run's test split and every OOD suite at its canvas -> ``RUN/eval.json``;
   :func:`format_table` prints it as markdown.
 - :func:`suite_figure`, :func:`training_curves`: PNGs in ``RUN/figures/``.
@@ -11,6 +12,7 @@
 
 from .figures import error_map, rank_images, suite_figure, training_curves
 from .metrics import aggregate_scores, per_image_scores, score_masks
+from .model_eval import evaluate_model, mask_sha256, suite_images
 from .predict import default_max_iters, predict_masks, predict_png
 from .suites import TEST_SUITE, default_suites, evaluate_run, format_table, run_canvas, stale_suites
 
@@ -20,15 +22,18 @@ __all__ = [
     "default_max_iters",
     "default_suites",
     "error_map",
+    "evaluate_model",
     "evaluate_run",
     "stale_suites",
     "format_table",
+    "mask_sha256",
     "per_image_scores",
     "predict_masks",
     "predict_png",
     "rank_images",
     "run_canvas",
     "score_masks",
+    "suite_images",
     "suite_figure",
     "training_curves",
 ]

@@ -12,13 +12,13 @@ from jordanlab._atomic import save_figure
 
 __all__ = ["error_map", "rank_images", "suite_figure", "training_curves"]
 
-_FIGURE = np.array([0.55, 0.75, 0.95])
+_FIGURE = np.array([0.95, 0.71, 0.35])  # correct figure: orange (blue and red are reserved for errors)
 _FALSE_POS = np.array([0.90, 0.20, 0.15])  # predicted figure, truly background: red
 _FALSE_NEG = np.array([0.15, 0.35, 0.90])  # missed figure: blue
 
 
 def error_map(pred: np.ndarray, target: np.ndarray, boundary: np.ndarray | None = None) -> np.ndarray:
-    """RGB ``(H, W, 3)`` float image: correct figure light blue, false positives red, false negatives blue.
+    """RGB ``(H, W, 3)`` float image: correct figure orange, false positives red, false negatives blue.
 
     The boundary, if given, is drawn in black on top.
     """
@@ -63,7 +63,7 @@ def suite_figure(
     order = rank_images(per_image)
     k = max(1, min(k, (n + 1) // 2))
     picks = [("best", i) for i in order[:k]] + [("worst", i) for i in order[::-1][:k]]
-    fig = Figure(figsize=(6.3, 2.1 * len(picks)))
+    fig = Figure(figsize=(6.3, 2.1 * len(picks)), layout="constrained")  # no empty band under the title
     axes = fig.subplots(len(picks), 3, squeeze=False)
     iou = np.asarray(per_image["iou"])
     err = np.asarray(per_image["errors"])
@@ -76,7 +76,7 @@ def suite_figure(
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax, name in zip(axes[0], ("input", "prediction", "errors (red FP, blue FN)")):
+    for ax, name in zip(axes[0], ("input", "prediction", "errors: red false figure,\nblue missed figure")):
         ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -504,9 +504,10 @@ def _plot_thesis(result: dict, path: Path) -> None:
     bx.set_xticks(np.arange(len(suites)), suites, rotation=30, ha="right")
     ax.set_title(f"point task, trained on {IN_DIST} (n = {result['n_train']}); "
                  "kernel machines have no large-2x entry")
-    ax.legend(fontsize=7, ncol=3, loc="lower left")
+    # legends beside the axes, not over the bars
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if bx.get_legend_handles_labels()[0]:
-        bx.legend(fontsize=7, ncol=2, loc="lower left")
+        bx.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)

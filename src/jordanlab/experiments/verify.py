@@ -286,7 +286,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     ax2.set_xticks([m["width"] for m in mot], [str(m["width"]) for m in mot])
     ax2.minorticks_off()
     ax2.set_xlabel("width")
-    ax2.set_ylabel("‖K_T − K_0‖_F / ‖K_0‖_F")
+    ax2.set_ylabel(r"$\|K_T - K_0\|_F \;/\; \|K_0\|_F$")
     ax2.set_title("tangent-kernel motion", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)

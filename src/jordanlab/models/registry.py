@@ -205,13 +205,39 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _external(name: str) -> Callable[..., nn.Module]:
+    """The factory ``attr`` of module ``pkg.mod`` named by ``"pkg.mod:attr"`` (bring your own network)."""
+    import importlib
+
+    module, _, attr = name.partition(":")
+    if not module or not attr:
+        raise ValueError(f"model {name!r}: expected 'package.module:Factory' for a model of your own")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(f"model {name!r}: cannot import module {module!r} ({exc}); is it on PYTHONPATH?") from None
+    factory = mod
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise ValueError(f"model {name!r}: module {module!r} has no attribute {attr!r}")
+    if not callable(factory):
+        raise ValueError(f"model {name!r}: {attr!r} is not callable (expected an nn.Module class or a factory)")
+    return factory  # type: ignore[return-value]
+
+
 def build(name: str, **kw: object) -> nn.Module:
     """Build the architecture registered as ``name`` with keyword options ``kw``.
+
+    ``name`` may also be ``"package.module:Factory"``: a network of your own, any ``nn.Module`` class
+    (or function returning one) that maps ``(N, 1, H, W)`` floats to ``(N, 1, H, W)`` logits; it is
+    imported, called with ``kw`` and then trains, evaluates and is explained like the built-in ones.
 
     Raises
     ------
     ValueError
-        ``name`` is not in :data:`MODELS` (the message lists the valid names).
+        ``name`` is not in :data:`MODELS` nor an importable ``module:attr`` (the message lists the
+        valid names), or the factory did not return an ``nn.Module``.
     TypeError
         A keyword is not an option of that architecture (the message names it and lists the
         valid ones).
@@ -223,17 +249,26 @@ def build(name: str, **kw: object) -> nn.Module:
     >>> net(torch.zeros(2, 1, 40, 56)).shape
     torch.Size([2, 1, 40, 56])
     """
-    if not isinstance(name, str) or name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
-    factory = MODELS[name]
-    valid = list(inspect.signature(factory).parameters)
-    unknown = [k for k in kw if k not in valid]
-    if unknown:
-        raise TypeError(
-            f"model {name!r} got unknown keyword(s) {', '.join(map(repr, unknown))}; "
-            f"valid keywords: {', '.join(valid)}"
-        )
-    return factory(**kw)
+    if isinstance(name, str) and ":" in name and name not in MODELS:
+        factory = _external(name)
+    elif not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}, "
+                         "or 'package.module:Factory' for a network of your own")
+    else:
+        factory = MODELS[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        valid = list(params)
+        unknown = [k for k in kw if k not in valid]
+        if unknown:
+            raise TypeError(
+                f"model {name!r} got unknown keyword(s) {', '.join(map(repr, unknown))}; "
+                f"valid keywords: {', '.join(valid)}"
+            )
+    model = factory(**kw)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {name!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def count_parameters(model: nn.Module, *, trainable: bool = False) -> int:

@@ -23,6 +23,13 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #555; }
+.figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
+.figs figure { margin: 0; }
+details { margin: .6em 0; border-top: 1px solid #ccc; padding-top: .3em; }
+details > summary { cursor: pointer; font-size: 1.25em; font-weight: bold; padding: .2em 0; }
+details > summary .lead { font-size: .72em; font-weight: normal; color: #555; margin-left: .6em; }
+dl.glossary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: .92em; }
+dl.glossary dt { font-weight: bold; } dl.glossary dd { margin: 0; }
 code, pre { background: #f6f6f6; padding: 1px 4px; font-size: 0.9em; }
 pre { padding: .6em; overflow-x: auto; }
 .note { color: #555; font-size: 0.92em; }
@@ -31,10 +38,26 @@ pre { padding: .6em; overflow-x: auto; }
 
 @dataclass
 class Section:
-    """One report section: a title, then blocks in order (prose, tables, figures, code)."""
+    """One report section: a title, then blocks in order (prose, tables, figures, code).
+
+    ``folded`` sections are written as a ``<details>`` element the reader opens, with ``lead`` (one
+    sentence: what the section shows) beside the title.
+    """
 
     title: str
     blocks: list[tuple[str, Any]] = field(default_factory=list)
+    folded: bool = False
+    lead: str = ""
+
+    def grid(self, figures: Sequence[tuple[str | os.PathLike, str]]) -> "Section":
+        """Figures side by side (a responsive grid), each ``(path, caption)``."""
+        self.blocks.append(("grid", [(Path(p), c) for p, c in figures]))
+        return self
+
+    def glossary(self, terms: dict[str, str]) -> "Section":
+        """A definition list: term -> what it means."""
+        self.blocks.append(("glossary", dict(terms)))
+        return self
 
     def text(self, paragraph: str) -> "Section":
         self.blocks.append(("text", paragraph))
@@ -90,6 +113,15 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(lines)
 
 
+def _figure_html(out: Path, path: Path, caption: str) -> str:
+    full = path if path.is_absolute() else out / path
+    if not full.exists():
+        return f"<p class='note'>missing figure: {html.escape(str(path))}</p>"
+    rel = os.path.relpath(full, out)
+    return (f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}' loading='lazy'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
 def write_report(out_dir: str | os.PathLike, title: str, sections: Sequence[Section], *,
                  intro: str = "") -> Path:
     """Write ``out_dir/index.html`` atomically and return its path.
@@ -107,7 +139,11 @@ def write_report(out_dir: str | os.PathLike, title: str, sections: Sequence[Sect
         parts.append("<ul>" + "".join(
             f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(sections)) + "</ul>")
     for i, s in enumerate(sections):
-        parts.append(f"<h2 id='s{i}'>{html.escape(s.title)}</h2>")
+        if s.folded:
+            lead = f"<span class='lead'>{html.escape(s.lead)}</span>" if s.lead else ""
+            parts.append(f"<details id='s{i}'><summary>{html.escape(s.title)}{lead}</summary>")
+        else:
+            parts.append(f"<h2 id='s{i}'>{html.escape(s.title)}</h2>")
         for kind, payload in s.blocks:
             if kind == "text":
                 parts.append(f"<p>{payload}</p>")
@@ -116,13 +152,13 @@ def write_report(out_dir: str | os.PathLike, title: str, sections: Sequence[Sect
             elif kind == "table":
                 parts.append(_table_html(*payload))
             elif kind == "figure":
-                path, caption = payload
-                full = path if path.is_absolute() else out / path
-                if not full.exists():
-                    parts.append(f"<p class='note'>missing figure: {html.escape(str(path))}</p>")
-                    continue
-                rel = os.path.relpath(full, out)
-                parts.append(f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+                parts.append(_figure_html(out, *payload))
+            elif kind == "grid":
+                parts.append("<div class='figs'>" + "".join(_figure_html(out, p, c) for p, c in payload) + "</div>")
+            elif kind == "glossary":
+                parts.append("<dl class='glossary'>" + "".join(
+                    f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in payload.items()) + "</dl>")
+        if s.folded:
+            parts.append("</details>")
     parts.append("</body></html>")
     return write_text(out / "index.html", "\n".join(parts))

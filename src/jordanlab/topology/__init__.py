@@ -8,6 +8,8 @@ crossing_parity, flood_depth_parity
     The two implementations behind :func:`fill`.
 validate, InvalidBoundaryError
     Check that a boundary image is a set of non-touching closed curves; say what is wrong.
+repair, Repair
+    Make a hand drawing valid where only small defects are wrong: fill pinholes, join gaps, thin.
 PropagationNet, ScanNet, propagation_steps, PropagationResult
     Programmed (fixed-weight) networks computing the same mask: local propagation, and row scan.
 """
@@ -20,6 +22,7 @@ from jordanlab.topology._fill import (
     flood_depth_parity,
 )
 from jordanlab.topology._validate import InvalidBoundaryError, validate
+from jordanlab.topology.repair import Repair, repair
 from jordanlab.topology.programmed import PropagationNet, PropagationResult, ScanNet, propagation_steps
 
 __all__ = [
@@ -30,6 +33,8 @@ __all__ = [
     "flood_depth_parity",
     "InvalidBoundaryError",
     "validate",
+    "Repair",
+    "repair",
     "PropagationNet",
     "PropagationResult",
     "ScanNet",

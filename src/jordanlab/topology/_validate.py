@@ -12,12 +12,31 @@ __all__ = ["InvalidBoundaryError", "validate"]
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 _EIGHT = ndimage.generate_binary_structure(2, 2)
+_PINHOLE = 2  # a region of at most this many pixels bounded by a curve that bounds 3+ regions: a pinhole
 
 
 class InvalidBoundaryError(ValueError):
-    """A boundary image is not a set of non-touching closed digital curves (see :func:`validate`)."""
+    """A boundary image is not a set of non-touching closed digital curves (see :func:`validate`).
+
+    Attributes
+    ----------
+    problem : str or None
+        ``"shape"``, ``"not-binary"``, ``"empty"``, ``"open"``, ``"touch"``, ``"pinhole"`` (curves touch
+        and one of the regions has one or two pixels: likely a pinhole in a thick stroke; ``pixel`` is in it) or ``"dangling"``.
+    pixel : (row, col) or None
+        The pixel the message names, if any.
+    image : int or None
+        The image index in a batch, if any.
+    """
 
     __module__ = "jordanlab.topology"
+
+    def __init__(self, message: str, *, problem: str | None = None, pixel: tuple[int, int] | None = None,
+                 image: int | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.pixel = None if pixel is None else (int(pixel[0]), int(pixel[1]))
+        self.image = image
 
 
 def _where(image: int | None, r: int, c: int) -> str:
@@ -34,14 +53,15 @@ def _check_binary(arr: np.ndarray, batched: bool) -> None:
     if arr.dtype == np.bool_:
         return
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InvalidBoundaryError(f"boundary must hold numbers 0 and 1, got dtype {arr.dtype}")
+        raise InvalidBoundaryError(f"boundary must hold numbers 0 and 1, got dtype {arr.dtype}", problem="not-binary")
     bad = (arr != 0) & (arr != 1)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         image, (r, c) = (idx[0], idx[1:]) if batched else (None, idx)
         raise InvalidBoundaryError(
             f"boundary is not binary: {_where(image, r, c)} has value {arr[idx].item()!r} "
-            f"(expected 0 = background or 1 = curve; {int(bad.sum())} pixels are neither)"
+            f"(expected 0 = background or 1 = curve; {int(bad.sum())} pixels are neither)",
+            problem="not-binary", pixel=(r, c), image=image,
         )
 
 
@@ -76,7 +96,8 @@ def _meeting_pixel(curve: np.ndarray, regions: np.ndarray, labels: np.ndarray) -
 def _validate_image(b: np.ndarray, image: int | None) -> None:
     if not b.any():
         where = "" if image is None else f"image {image} "
-        raise InvalidBoundaryError(f"boundary {where}is empty: it has no curve pixel (value 1)")
+        raise InvalidBoundaryError(f"boundary {where}is empty: it has no curve pixel (value 1)", problem="empty",
+                                   image=image)
     padded = np.pad(b, 1)
     curves, n_curves = ndimage.label(padded, structure=_EIGHT)
     regions, _ = ndimage.label(~padded, structure=_FOUR)
@@ -108,26 +129,38 @@ def _validate_image(b: np.ndarray, image: int | None) -> None:
             r, c = end[0] - 1, end[1] - 1
             raise InvalidBoundaryError(
                 f"open curve: {_where(image, r, c)} is an end of the curve (at most one "
-                "8-neighbour on it); a closed curve separates an inside from the outside"
+                "8-neighbour on it); a closed curve separates an inside from the outside",
+                problem="open", pixel=(r, c), image=image,
             )
         first = np.argwhere(curve)[0] - 1
         raise InvalidBoundaryError(
             f"open curve: the curve through {_where(image, int(first[0]), int(first[1]))} does "
-            "not enclose any background (its complement is connected): it is open or filled"
+            "not enclose any background (its complement is connected): it is open or filled",
+            problem="open", pixel=(int(first[0]), int(first[1])), image=image,
         )
     if n_regions[lab] > 2:
         labels = adjacency[adjacency[:, 0] == lab, 1]
         r, c = _meeting_pixel(curve, regions, labels)
-        raise InvalidBoundaryError(
-            f"curves touch at {_where(image, r - 1, c - 1)}: the 8-connected curve there bounds "
-            f"{int(n_regions[lab])} background regions instead of 2 (two curves, or two parts "
-            "of one curve, are 8-adjacent)"
-        )
+        message = (f"curves touch at {_where(image, r - 1, c - 1)}: the 8-connected curve there bounds "
+                   f"{int(n_regions[lab])} background regions instead of 2 (two curves, or two parts "
+                   "of one curve, are 8-adjacent)")
+        sizes = np.bincount(regions.ravel())[labels]
+        if sizes.min() <= _PINHOLE:
+            # a tiny region: most likely a pinhole left inside a thick hand-drawn stroke
+            hole = np.argwhere(regions == labels[int(np.argmin(sizes))])[0]
+            hr, hc = int(hole[0]) - 1, int(hole[1]) - 1
+            raise InvalidBoundaryError(
+                f"{message}; the region at {_where(None, hr, hc)} has only {int(sizes.min())} pixel(s): "
+                "a pinhole in a thick stroke? (fill it, or draw thinner)",
+                problem="pinhole", pixel=(hr, hc), image=image,
+            )
+        raise InvalidBoundaryError(message, problem="touch", pixel=(r - 1, c - 1), image=image)
     assert end is not None  # a closed curve listed among the problems has an end pixel
     r, c = end[0] - 1, end[1] - 1
     raise InvalidBoundaryError(
         f"open curve: {_where(image, r, c)} is the end of a dangling branch (at most one "
-        "8-neighbour on the curve)"
+        "8-neighbour on the curve)",
+        problem="dangling", pixel=(r, c), image=image,
     )
 
 
@@ -177,7 +210,7 @@ def validate(boundary: Any) -> None:
     arr = _as_numpy(boundary)
     if arr.ndim not in (2, 3):
         raise InvalidBoundaryError(
-            f"boundary must have shape (H, W) or (N, H, W), got {arr.ndim}-D shape {arr.shape}"
+            f"boundary must have shape (H, W) or (N, H, W), got {arr.ndim}-D shape {arr.shape}", problem="shape"
         )
     batched = arr.ndim == 3
     _check_binary(arr, batched)

@@ -128,16 +128,9 @@ def resolve_run(name_or_path: str | os.PathLike[str]) -> Path:
 
     A path that exists wins over a pretrained name, so a user's ``./unet`` is never shadowed.
     """
-    p = Path(name_or_path)
-    if p.exists():
-        return p
-    try:
-        from jordanlab.models import pretrained
-    except ImportError:
-        return p
-    if str(name_or_path) in pretrained.names():
-        return pretrained.path(str(name_or_path))
-    return p
+    from jordanlab.models import pretrained
+
+    return pretrained.resolve(name_or_path)
 
 
 @dataclass
