@@ -42,8 +42,8 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .config import Config
-from .run import Run, seed_globals
+from .config import Config, ConfigError
+from .run import Run, RunError, seed_globals
 from .distributed import DistContext, EpochSampler, all_reduce_sum, setup_distributed, teardown_distributed
 from .objectives import build_objective
 from .optim import build_optimizer, learning_rate, set_learning_rate
@@ -230,25 +230,48 @@ def _recovery(good: Path | None, run: Run) -> str:
             "or with optim.grad_clip > 0, e.g. --set optim.lr=...; this run's config cannot change")
 
 
+def _on_device(net: nn.Module, ctx: DistContext, *, sync_batchnorm: bool, channels_last: bool) -> nn.Module:
+    """Move ``net`` to the run's device (channels-last on CUDA), with SyncBatchNorm under DDP on CUDA."""
+    cuda = ctx.device.type == "cuda"
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    if ctx.distributed and has_bn:
+        if sync_batchnorm and cuda:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        elif ctx.is_main:
+            warnings.warn(
+                "BatchNorm statistics are computed per rank (SyncBatchNorm needs CUDA, or "
+                "train.sync_batchnorm is false): results differ from one process with the same global batch",
+                UserWarning, stacklevel=4,
+            )
+    net = net.to(ctx.device)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
+def _resume(run: Run, ctx: DistContext, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, int, dict]:
+    """``(start_epoch, step, last_metrics)``: the newest good checkpoint's state loaded, or a fresh start."""
+    resume = _agree_on_resume(ctx, run.path)
+    if resume is None:
+        if ctx.is_main:
+            run.truncate_metrics(0)
+        return 1, 0, {}
+    ckpt = load_checkpoint(resume, map_location=ctx.device)
+    if ckpt["optimizer"] is None:
+        raise RunError(f"{resume} holds weights without optimizer state (a shipped model?); it cannot be resumed")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng_state(ckpt["rng"])
+    if ctx.is_main:
+        run.truncate_metrics(ckpt["epoch"])
+    return ckpt["epoch"] + 1, ckpt["step"], ckpt["metrics"]
+
+
 def _train_run(run: Run, model: nn.Module, objective: Any, net: nn.Module, ctx: DistContext, *, per_rank: int,
                amp: bool, channels_last: bool, progress: bool, callbacks: Sequence[EpochCallback],
                step_hooks: Sequence[StepHook]) -> dict[str, Any]:
     config, tc, run_dir = run.config, run.config.train, run.path
     cuda = ctx.device.type == "cuda"
 
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-    if ctx.distributed and has_bn:
-        if tc.sync_batchnorm and cuda:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        elif ctx.is_main:
-            warnings.warn(
-                "BatchNorm statistics are computed per rank (SyncBatchNorm needs CUDA, or "
-                "train.sync_batchnorm is false): results differ from one process with the same global batch",
-                UserWarning, stacklevel=3,
-            )
-    net = net.to(ctx.device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = _on_device(net, ctx, sync_batchnorm=tc.sync_batchnorm, channels_last=channels_last)
     optimizer = build_optimizer(net.parameters(), config.optim)
 
     from jordanlab import data
@@ -264,18 +287,7 @@ def _train_run(run: Run, model: nn.Module, objective: Any, net: nn.Module, ctx: 
     steps_per_epoch = math.ceil(len(sampler) / per_rank)
     total_steps = tc.epochs * steps_per_epoch
 
-    start_epoch, step, last_metrics = 1, 0, {}
-    resume = _agree_on_resume(ctx, run_dir)
-    if resume is not None:
-        ckpt = load_checkpoint(resume, map_location=ctx.device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        restore_rng_state(ckpt["rng"])
-        start_epoch, step, last_metrics = ckpt["epoch"] + 1, ckpt["step"], ckpt["metrics"]
-        if ctx.is_main:
-            run.truncate_metrics(ckpt["epoch"])
-    elif ctx.is_main:
-        run.truncate_metrics(0)
+    start_epoch, step, last_metrics = _resume(run, ctx, model, optimizer)
 
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -292,8 +304,8 @@ def _train_run(run: Run, model: nn.Module, objective: Any, net: nn.Module, ctx: 
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise RuntimeError("train.tensorboard = true needs the tensorboard package: "
-                               "pip install 'jordanlab[tensorboard]'") from None
+            raise ConfigError("config key 'train.tensorboard': true needs the tensorboard package "
+                              "(pip install 'jordanlab[tensorboard]')") from None
         writer = SummaryWriter(str(run.tensorboard_dir))
 
     bar = None
