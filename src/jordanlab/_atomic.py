@@ -52,9 +52,27 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+#: Extra formats every figure is also written in, beside its PNG (``jordanlab --figure-formats svg,pdf``).
+FIGURE_FORMATS_ENV = "JORDANLAB_FIGURE_FORMATS"
+_VECTOR_FORMATS = ("svg", "pdf")
+
+
+def extra_figure_formats() -> list[str]:
+    """The formats named in ``$JORDANLAB_FIGURE_FORMATS`` (comma-separated, among svg and pdf)."""
+    names = [f.strip().lower() for f in os.environ.get(FIGURE_FORMATS_ENV, "").split(",") if f.strip()]
+    bad = [f for f in names if f not in _VECTOR_FORMATS]
+    if bad:
+        raise ValueError(f"{FIGURE_FORMATS_ENV}: unknown figure format(s) {bad}; choose among {list(_VECTOR_FORMATS)}")
+    return names
+
+
 def save_figure(fig: Any, path: str | os.PathLike, **savefig_kw: Any) -> Path:
-    """``fig.savefig`` to ``path`` atomically (format taken from the suffix)."""
+    """``fig.savefig`` to ``path`` atomically (format taken from the suffix), plus each extra format asked for.
+
+    With ``JORDANLAB_FIGURE_FORMATS=svg,pdf`` a figure ``x.png`` is also written as ``x.svg`` and ``x.pdf``.
+    """
     target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", **savefig_kw)
+    for out in [target] + [target.with_suffix(f".{f}") for f in extra_figure_formats() if f".{f}" != target.suffix]:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", **savefig_kw)
     return target

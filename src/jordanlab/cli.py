@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"jordanlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--figure-formats", default=None, metavar="svg,pdf",
+                        help="also write every figure as SVG and/or PDF beside its PNG")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(subparsers, name: str, func, help: str) -> argparse.ArgumentParser:
@@ -396,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     name = " ".join(v for v in (args.command, getattr(args, "data_command", None),
                                 getattr(args, "kernel_command", None)) if v)
     try:
+        if args.figure_formats is not None:
+            from jordanlab._atomic import FIGURE_FORMATS_ENV, extra_figure_formats
+
+            os.environ[FIGURE_FORMATS_ENV] = args.figure_formats
+            extra_figure_formats()  # an unknown format is a one-line error before any work
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if debug:
