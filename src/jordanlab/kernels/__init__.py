@@ -16,3 +16,4 @@ from .regression import gradient_descent_mse, kernel_regression  # noqa: E402,F4
 from .attribution import explain_run  # noqa: E402,F401
 from .attribution import similarity_shift  # noqa: E402,F401
 from .adam_path import AdamPathDecomposition, AdamPathRecorder  # noqa: E402,F401
+from .ranger_path import RangerPathDecomposition, RangerPathRecorder  # noqa: E402,F401

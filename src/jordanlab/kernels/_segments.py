@@ -251,6 +251,8 @@ class SegmentQuadrature:
             if out.numel() != 1:
                 raise ValueError(f"the query function must return a scalar, got shape {tuple(out.shape)}")
             rel, grad = None, None
+            if relevance and not gradient and not pat.outputs:
+                rel, backward = [], False  # no piecewise op: nothing to be relevant
             if backward:
                 inputs = (list(ws.values()) if gradient else []) + (pat.outputs if relevance else [])
                 gs = torch.autograd.grad(out.reshape(()), inputs, allow_unused=True)
@@ -330,6 +332,8 @@ class SegmentQuadrature:
         for j in range(1, grid + 1):
             nxt = b if j == grid else self._probe(a.s + (b.s - a.s) * j / grid, relevance=True, gradient=False)
             cur = points[-1]
+            if j < grid and self._same(cur.status, nxt.status, self._masks(cur, nxt)):
+                continue  # one piece so far: a grid point is no break point
             while True:
                 masks = self._masks(cur, nxt)
                 if self._same(cur.status, nxt.status, masks):
