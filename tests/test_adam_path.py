@@ -211,17 +211,37 @@ def test_explain_adam_cli_replays_the_run_and_accounts_for_the_output_change(tmp
 def test_query_images_one_parser_for_both_explain_commands(tmp_path):
     from types import SimpleNamespace
 
-    from jordanlab.cli import _explain_image
-    from jordanlab.data import make
-    from jordanlab.kernels.adam_path import load_query_image
+    from PIL import Image
+
+    from jordanlab.data import make, write_dataset
+    from jordanlab.experiments import parse_image_spec, query_from_spec
 
     config = SimpleNamespace(data=SimpleNamespace(dir=None, preset="shapes-32", seed=0))
-    b, m, _ = load_query_image("spiral:2", config)  # a suite: the run's canvas
+    q = parse_image_spec("spiral:2", config)  # a suite: the run's canvas
+    b = q.boundary
     assert b.shape == (32, 32) and (b == make("spiral", "test", n=3, size=32)[0][2]).all()
-    assert load_query_image("spiral:2", config, size=64)[0].shape == (64, 64)
-    assert load_query_image("shapes-64:1", config, size=16)[0].shape == (64, 64)  # a preset keeps its canvas
-    assert (load_query_image("3", config)[0] == make("shapes-32", "test", n=4)[0][3]).all()
-    with pytest.raises(ValueError, match="SUITE:INDEX"):
-        load_query_image("spiral:x", config)
-    (tmp_path / "config.toml").write_text('[data]\npreset = "shapes-32"\n[model]\nname = "unet"\n')
-    assert (_explain_image(str(tmp_path), "spiral:2") == b).all()
+    assert (q.mask == make("spiral", "test", n=3, size=32)[1][2]).all()
+    assert parse_image_spec("spiral:2", config, size=64).boundary.shape == (64, 64)
+    assert parse_image_spec("shapes-64:1", config, size=16).boundary.shape == (64, 64)  # a preset keeps its canvas
+    three = parse_image_spec("3", config)
+    assert (three.boundary == make("shapes-32", "test", n=4)[0][3]).all() and three.source == "shapes-32 test[3]"
+    for bad in ("spiral:x", "nosuch:1", "", "spiral"):
+        with pytest.raises(ValueError, match="spec"):
+            parse_image_spec(bad, config)
+    # a PNG path: read as a boundary, no mask; a missing one names the file
+    png = tmp_path / "mine.png"
+    Image.fromarray(((1 - b) * 255).astype("uint8")).save(png)  # dark curve on white
+    got = parse_image_spec(str(png), config)
+    assert (got.boundary == b).all() and got.mask is None and got.source == str(png)
+    with pytest.raises(FileNotFoundError):
+        parse_image_spec(str(tmp_path / "missing.png"), config)
+    assert query_from_spec(str(png), (1, 2), config).name == "mine-r1c2"
+    assert query_from_spec("spiral:2", (1, 2), config).name == "spiral-2-r1c2"
+    with pytest.raises(ValueError, match="outside"):
+        query_from_spec("spiral:2", (32, 0), config)
+    # INDEX of a run trained on a dataset directory reads that directory's test split
+    d = write_dataset("nested", tmp_path / "ds", n=3, size=32, progress=False)
+    config_dir = SimpleNamespace(data=SimpleNamespace(dir=str(d), preset="shapes-32", seed=0))
+    assert (parse_image_spec("1", config_dir).boundary == make("nested", "test", n=2, size=32)[0][1]).all()
+    with pytest.raises(ValueError, match="outside"):
+        parse_image_spec("3", config_dir)

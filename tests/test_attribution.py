@@ -12,8 +12,8 @@ from jordanlab.kernels import (
     input_similarity,
     nearest_training_images,
     path_decomposition,
-    plot_explanation,
 )
+from jordanlab.experiments import plot_explanation
 
 
 class TinyCNN(nn.Module):
@@ -116,7 +116,7 @@ def test_explain_run_on_a_tiny_training_run(tmp_path):
     """A real `jordanlab.train` run (Ranger): explain rebuilds w_0 and explains an SGD copy, writing JSON + PNG."""
     import json
 
-    from jordanlab.kernels import explain_run, initial_model
+    from jordanlab.experiments import explain_run, initial_model
     from jordanlab.train import config_from_dict, load_config, load_model, train
     from jordanlab.train import config_to_dict
 
@@ -135,6 +135,10 @@ def test_explain_run_on_a_tiny_training_run(tmp_path):
     on_disk = json.loads((tmp_path / "out" / "explain.json").read_text())
     assert on_disk["top"] == rep["top"] and len(rep["top"]) == 3
     assert rep["run_final"] is not None and (tmp_path / "out" / "explain.png").exists()
+    assert rep["image"] == "shapes-32 test[0]" and rep["notes"][0].startswith("explains an SGD-trained copy")
+    suite = explain_run(run, "nested:1", (10, 12), tmp_path / "out2", k=2, n_train=4, steps=2, batch_size=2,
+                        progress=False)
+    assert suite["image"] == "nested (size 32) test[1] seed 0" and len(suite["top"]) == 2
     # ReLU net: not float-exact, but the decomposition must still account for the output to ~1e-2
     assert rep["relative_residual"] < 1e-2
 

@@ -74,11 +74,13 @@ def test_numpy_and_torch_metrics_agree_and_are_bounded(p, t):
        arrays(np.uint8, (4, 1, 6, 6), elements=st.integers(0, 1)))
 def test_training_loop_scores_match_evaluate_metrics(z, t):
     from jordanlab.train.loop import _per_image_scores
+    from jordanlab.train.metrics import logit_scores
 
+    assert _per_image_scores is logit_scores  # one definition, imported by the loop
     iou, acc = _per_image_scores(torch.from_numpy(z), torch.from_numpy(t).float())
     ref = per_image_scores((z > 0).astype(np.uint8), t)
-    np.testing.assert_allclose(iou.double().numpy(), ref["iou"], rtol=1e-6)
-    np.testing.assert_allclose(acc.double().numpy(), ref["accuracy"], rtol=1e-6)
+    np.testing.assert_array_equal(iou.numpy(), ref["iou"])
+    np.testing.assert_array_equal(acc.numpy(), ref["accuracy"])
 
 
 def test_rank_and_error_map():

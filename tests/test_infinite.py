@@ -196,7 +196,7 @@ def test_infinite_check_quick_writes_tables(tmp_path):
     """The CLI's `kernel infinite-check --quick` (about a minute of CPU)."""
     import json
 
-    from jordanlab.kernels.thesis import infinite_check
+    from jordanlab.experiments import infinite_check
 
     res = infinite_check(tmp_path, quick=True, progress=False)
     saved = json.loads((tmp_path / "infinite_check.json").read_text())

@@ -118,16 +118,16 @@ def test_scalar_model_and_path_kernel_is_domingos_sum():
     torch.manual_seed(0)
     net = TinyScalar().double()
     ref_net = copy.deepcopy(net)
-    r = path_decomposition(net, x, y, x[:2], loss="mse", lr=0.2, steps=4, mode="tangent")
+    r = path_decomposition(net, x, y, x[:2], loss="mse-logits", lr=0.2, steps=4, mode="tangent")
     kp = torch.zeros(2, 6, dtype=torch.float64)
     opt = torch.optim.SGD(ref_net.parameters(), lr=0.2)
     for _ in range(4):
         kp += 0.2 / 6 * tangent_kernel(ref_net, x[:2], x)
         opt.zero_grad()
-        per_example_loss(ref_net(x)[:, None], y[:, None], "mse").mean().backward()
+        per_example_loss(ref_net(x)[:, None], y[:, None], "mse-logits").mean().backward()
         opt.step()
     torch.testing.assert_close(r.path_kernel, kp, rtol=1e-10, atol=1e-14)
-    ex = path_decomposition(TinyScalar().double(), x, y, x[:2], loss="mse", lr=0.2, steps=4)
+    ex = path_decomposition(TinyScalar().double(), x, y, x[:2], loss="mse-logits", lr=0.2, steps=4)
     assert ex.relative_residual <= 1e-9
 
 
@@ -188,7 +188,7 @@ def test_argument_errors():
 def test_verify_quick_writes_json_and_meets_targets(tmp_path):
     import json
 
-    from jordanlab.kernels import verify
+    from jordanlab.experiments import verify
 
     result = verify(tmp_path, quick=True, progress=False)
     on_disk = json.loads((tmp_path / "verify.json").read_text())

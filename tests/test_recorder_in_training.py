@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from jordanlab.data import load_dataset
-from jordanlab.kernels import PathRecorder, initial_model
+from jordanlab.experiments import initial_model
+from jordanlab.kernels import PathRecorder
 from jordanlab.train import config_from_dict, load_model, train
 
 

@@ -138,7 +138,7 @@ def test_training_loss_never_increases(seed, t):
 
 
 def test_discrete_gd_closed_form_equals_iterating_the_linear_model(rng):
-    from jordanlab.kernels.thesis import _discrete_gd
+    from jordanlab.kernels import discrete_gradient_descent_mse
 
     k_tt, k_st, y = _problem(rng)
     lr = 1.0 / float(torch.linalg.eigvalsh(k_tt)[-1])
@@ -146,7 +146,7 @@ def test_discrete_gd_closed_form_equals_iterating_the_linear_model(rng):
     for _ in range(37):
         r = f - y
         f, g = f - lr * (k_tt @ r), g - lr * (k_st @ r)
-    assert torch.allclose(_discrete_gd(k_tt, k_st, y, lr, 37), g, atol=1e-10)
+    assert torch.allclose(discrete_gradient_descent_mse(k_tt, k_st, y, lr=lr, steps=37), g, atol=1e-10)
 
 
 def test_wide_network_trained_by_gd_approaches_the_ntk_predictor():
@@ -154,7 +154,7 @@ def test_wide_network_trained_by_gd_approaches_the_ntk_predictor():
 
     Measured (2 seeds, 8 train / 8 test images, 30 steps): RMS gap 0.131 at width 32, 0.067 at 512.
     """
-    from jordanlab.kernels.thesis import arora_check
+    from jordanlab.experiments import arora_check
 
     res = arora_check(widths=(32, 512), n_train=8, n_test=8, steps=30, seeds=2)
     narrow, wide = res["rows"]
@@ -164,7 +164,7 @@ def test_wide_network_trained_by_gd_approaches_the_ntk_predictor():
 
 
 def test_point_readout_is_the_logit_at_the_marked_pixel():
-    from jordanlab.kernels.thesis import PointReadout
+    from jordanlab.experiments import PointReadout
 
     g = torch.Generator().manual_seed(0)
     net = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -182,7 +182,7 @@ def test_point_readout_is_the_logit_at_the_marked_pixel():
 def test_thesis_tiny_run_fits_and_writes_a_consistent_table(tmp_path, path_kernel, cntk_gap):
     import json
 
-    from jordanlab.kernels.thesis import ThesisConfig, run_thesis
+    from jordanlab.experiments import ThesisConfig, run_thesis
 
     suites = ("nested", "large-2x")
     # the CNTK-GAP case (slow kernel) runs without networks: it only checks that branch
@@ -225,7 +225,8 @@ def test_ridge_and_lr_accept_numpy_and_tensor_scalars_only(rng):
 
 def test_thesis_checkpoint_kernel_equals_checkpoint_path_kernel():
     from jordanlab.kernels import checkpoint_path_kernel
-    from jordanlab.kernels.thesis import ThesisConfig, _build, _checkpoint_kernel, _point_data, _train
+    from jordanlab.experiments import ThesisConfig
+    from jordanlab.experiments.thesis import _build, _checkpoint_kernel, _point_data, _train
 
     cfg = ThesisConfig(n_train=4, n_test=2, suites=(), steps=4, batch_size=2, checkpoints=2)
     x, y, tests = _point_data(cfg)

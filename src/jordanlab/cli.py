@@ -112,7 +112,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- the kernel lens
 def _cmd_kernel_verify(args: argparse.Namespace) -> int:
-    from jordanlab.kernels import verify
+    from jordanlab.experiments import verify
     from jordanlab.report.html import markdown_table
 
     result = verify(args.out, quick=args.quick, progress=not args.quiet)
@@ -121,24 +121,18 @@ def _cmd_kernel_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_image(run: str, spec: str):
-    """``--image``: a test-split index, ``NAME:INDEX`` (a suite at the run's canvas, or a preset) or a PNG path."""
-    if spec.isdigit():
-        return int(spec)
-    _, sep, index = spec.rpartition(":")
-    if sep and index.isdigit() and not Path(spec).exists():
-        from jordanlab.kernels.adam_path import load_query_image
-        from jordanlab.train import load_config
-
-        return load_query_image(spec, load_config(Path(run) / "config.toml"))[0]
-    return spec
+def _pixel(text: str) -> tuple[int, int]:
+    """``--pixel R,C`` as ``(R, C)``."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"--pixel must be R,C (two integers), got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _cmd_kernel_explain(args: argparse.Namespace) -> int:
-    from jordanlab.kernels import explain_run
+    from jordanlab.experiments import explain_run
 
-    r, c = (int(v) for v in args.pixel.split(","))
-    report = explain_run(args.run, _explain_image(args.run, args.image), (r, c), args.out, k=args.k,
+    report = explain_run(args.run, args.image, _pixel(args.pixel), args.out, k=args.k,
                          n_train=args.n_train, steps=args.steps, lr=args.lr, progress=not args.quiet)
     print(json.dumps({k: v for k, v in report.items() if k != "top"}, indent=2, default=str))
     print(f"wrote {Path(args.out) / 'explain.png'}")
@@ -146,17 +140,11 @@ def _cmd_kernel_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel_explain_adam(args: argparse.Namespace) -> int:
-    from jordanlab.kernels.adam_path import Query, explain_adam_run, load_query_image
-    from jordanlab.train import load_config
+    from jordanlab.experiments import explain_adam_run, queries_from_specs
 
     if len(args.image) != len(args.pixel):
         raise ValueError(f"--image and --pixel must come in pairs, got {len(args.image)} and {len(args.pixel)}")
-    config = load_config(Path(args.run) / "config.toml")
-    queries = []
-    for spec, pix in zip(args.image, args.pixel):
-        r, c = (int(v) for v in pix.split(","))
-        b, m, source = load_query_image(spec, config, size=args.size)
-        queries.append(Query(f"{spec.replace(':', '-')}-r{r}c{c}", b, m, (r, c), source))
+    queries = queries_from_specs(args.run, args.image, [_pixel(p) for p in args.pixel], size=args.size)
     summary = explain_adam_run(args.run, queries, args.out, replay_dir=args.replay, quadrature=args.quadrature,
                                k=args.k, progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
@@ -164,16 +152,17 @@ def _cmd_kernel_explain_adam(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel_infinite(args: argparse.Namespace) -> int:
-    from jordanlab.kernels.thesis import infinite_check
+    from jordanlab.experiments import infinite_check
 
     infinite_check(args.out, quick=args.quick, progress=not args.quiet)
     return 0
 
 
 def _cmd_kernel_thesis(args: argparse.Namespace) -> int:
-    from jordanlab.kernels.thesis import run_thesis
+    from jordanlab.experiments import load_thesis_config, run_thesis
 
-    run_thesis(args.out, quick=args.quick, progress=not args.quiet)
+    config = load_thesis_config(args.config) if args.config else None
+    run_thesis(args.out, quick=args.quick, config=config, progress=not args.quiet)
     return 0
 
 
@@ -278,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "which training images carry a pixel's prediction (exact path-kernel attribution)")
     p.add_argument("run", help="run directory")
     p.add_argument("--image", required=True,
-                   help="test-split index (e.g. 0), SUITE:INDEX at the run's canvas (e.g. spiral:3), or a PNG")
+                   help="test-split index (e.g. 0), SUITE:INDEX at the run's canvas (e.g. spiral:3), "
+                        "PRESET:INDEX, or a PNG")
     p.add_argument("--pixel", required=True, help="R,C of the query pixel")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=8, help="top-k training images")
@@ -290,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "exact path decomposition of a real Adam run: replay it and attribute query pixels to training images")
     p.add_argument("run", help="run directory (its config.toml is replayed; standard objective, Adam/AdamW wd=0)")
     p.add_argument("--image", action="append", required=True,
-                   help="INDEX (the preset's test split) or SUITE:INDEX (suite at --size); repeat, one per --pixel")
+                   help="INDEX (the run's test split), SUITE:INDEX (suite at --size), PRESET:INDEX or a PNG; "
+                        "repeat, one per --pixel")
     p.add_argument("--pixel", action="append", required=True, help="R,C of the query pixel; repeat, one per --image")
     p.add_argument("--size", type=int, default=None,
                    help="base canvas of suite images (default: the run's training canvas; large-4x: 4x this)")
@@ -308,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "kernel machines vs the trained network on the point task, in and out of distribution")
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--config", default=None,
+                   help="TOML of ThesisConfig keys (e.g. configs/experiments/thesis.toml); overrides --quick")
     quiet(p)
 
     p = command(sub, "reproduce", _cmd_reproduce,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jordanlab._seeds import numpy_rng
 from jordanlab.data.generate import make
 from jordanlab.data.specs import resolve, salt
 
@@ -33,7 +34,7 @@ def make_point_task(
     x = np.zeros((len(b), 2) + b.shape[1:], dtype=np.float32)
     y = np.zeros(len(b), dtype=np.uint8)
     for i in range(len(b)):
-        rng = np.random.default_rng([int(seed), s, i, 1])
+        rng = numpy_rng(seed, s, i, 1)
         want_inside = i % 2 == 0
         inside = np.flatnonzero((m[i] == 1) & (b[i] == 0))
         outside = np.flatnonzero(m[i] == 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jordanlab._atomic import save_figure
+from jordanlab._seeds import numpy_rng
 
 __all__ = ["preview_grid", "preview_dataset", "gallery", "GALLERY_NAMES"]
 
@@ -141,7 +142,7 @@ def gallery(out_png: str | os.PathLike, *, per_name: int = 4, seed: int = 0, siz
     spec = resolve("shapes-64")
     _, _, curves, _ = generate_images(spec, "train", range(per_name), seed=seed, workers=1)
     for i, cs in enumerate(curves):
-        rng = np.random.default_rng([seed, 1, i])
+        rng = numpy_rng(seed, 1, i)
         for _ in range(50):
             try:
                 b = rasterize(affine(cs, rng, spec.size), spec.size)

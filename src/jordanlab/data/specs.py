@@ -37,6 +37,7 @@ from functools import partial
 import numpy as np
 
 from jordanlab import curves as C
+from jordanlab._seeds import numpy_rng
 
 __all__ = ["Spec", "PRESETS", "SUITES", "SUITE_SIZE", "SUITE_COUNT", "resolve", "salt", "FAMILIES"]
 
@@ -144,4 +145,4 @@ def salt(name: str, split: str, size: int) -> int:
 
 def image_rng(seed: int, spec: Spec, split: str, i: int) -> np.random.Generator:
     """The generator of image ``i``: ``default_rng([seed, salt(name, split, size), i])``."""
-    return np.random.default_rng([int(seed), salt(spec.name, split, spec.size), int(i)])
+    return numpy_rng(seed, salt(spec.name, split, spec.size), i)

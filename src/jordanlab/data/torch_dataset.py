@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from jordanlab._seeds import numpy_rng
 from jordanlab.curves import RasterError, affine, rasterize
 from jordanlab.data.generate import label
 from jordanlab.data.io import load_split_packed, spec_of, unpack_curves
@@ -114,7 +115,7 @@ class FillDataset(Dataset):
             b, m = self._b[index], self._m[index]
         if self.augmentation == "none":
             return b, m
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = numpy_rng(self.seed, self.epoch, index)
         if self.augmentation == "flip":
             if rng.random() < 0.5:
                 b, m = b[:, ::-1], m[:, ::-1]

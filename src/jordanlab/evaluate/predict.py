@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jordanlab.models.protocols import FixedPointModel
 from jordanlab.train.checkpoint import load_model
 from jordanlab.train.distributed import resolve_device
 from jordanlab.train.objectives import is_recurrent
@@ -61,7 +62,7 @@ def predict_masks(
     was_training = model.training
     model.eval()
     recurrent = is_recurrent(model)
-    rounds = callable(getattr(model, "forward_with_rounds", None))
+    rounds = isinstance(model, FixedPointModel)
     budget = default_max_iters(*b.shape[1:]) if max_iters is None else int(max_iters)
     masks = np.empty(b.shape, dtype=np.uint8)
     iters = np.empty(len(b), dtype=np.int64) if recurrent or rounds else None

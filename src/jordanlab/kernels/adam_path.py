@@ -35,26 +35,20 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from jordanlab.models.protocols import GatedModel
+from jordanlab.train.losses import TRAIN_LOSSES, elementwise_loss
+
 from . import _functional as F
 from ._segments import SegmentQuadrature
 
-__all__ = ["AdamPathDecomposition", "AdamPathRecorder", "Query", "check_adam", "concentration", "explain_adam_run",
-           "load_query_image", "plot_adam_explanation", "PIXEL_LOSSES"]
+__all__ = ["AdamPathDecomposition", "AdamPathRecorder", "check_adam", "PIXEL_LOSSES"]
 
-#: Per-pixel losses of the trainer (``jordanlab.train.objectives.pixel_loss``), recomputed in the recorder's dtype.
-PIXEL_LOSSES = ("bce", "mse")
-
-
-def _pixel_loss(logits: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Mean per-pixel loss, as the trainer's ``pixel_loss`` but in the inputs' dtype (no float32 cast)."""
-    if kind == "bce":
-        return nn.functional.binary_cross_entropy_with_logits(logits, target)
-    return nn.functional.mse_loss(torch.sigmoid(logits), target)
+#: Per-pixel losses of the trainer (``train.loss``), recomputed in the recorder's dtype.
+PIXEL_LOSSES = TRAIN_LOSSES
 
 
 def check_adam(optimizer: torch.optim.Optimizer) -> None:
@@ -256,6 +250,9 @@ class AdamPathRecorder:
 
     def _setup(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Buffers and snapshots shared by the Adam and Ranger recorders (the optimizer already checked)."""
+        if self.penalty_weight is not None and not isinstance(model, GatedModel):
+            raise ValueError(f"penalty_weight is given but the model {type(model).__name__} is not a GatedModel "
+                             "(gates/readout/gate_penalty): there is no gate penalty to record")
         if any(optimizer.state.get(p) for p in model.parameters()):
             raise ValueError("optimizer already has state (a resumed run?): the momentum history of the earlier "
                              "steps is unknown; record a fresh run in an empty run directory")
@@ -341,7 +338,7 @@ class AdamPathRecorder:
 
         def loss_i(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             out = functional_call(self.grad_copy, {**p, **self.grad_state}, (x[None],))
-            return _pixel_loss(out, y[None].reshape(out.shape), self.loss)
+            return elementwise_loss(out, y[None].reshape(out.shape), self.loss, reduction="mean")
 
         return F.flatten(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
 
@@ -446,186 +443,3 @@ class AdamPathRecorder:
             kinks=torch.tensor(self.kinks, dtype=torch.long) if self.kinks else None, unresolved=self.unresolved,
         )
 
-
-# -- a trained run, replayed with the recorder -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Query:
-    """One query pixel: ``name`` (used in file names), boundary image ``(H, W)`` in {0, 1}, its exact mask, pixel."""
-
-    name: str
-    boundary: np.ndarray
-    mask: np.ndarray | None
-    pixel: tuple[int, int]
-    source: str
-
-
-def load_query_image(spec: str, config: object, *, size: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """Boundary and mask of ``spec``: ``"INDEX"`` (the run's test split) or ``"NAME:INDEX"``.
-
-    ``NAME`` is a suite, generated at base canvas ``size`` (default: the run's training canvas), or a
-    preset (its own canvas; ``size`` does not apply). The one parser of query images for
-    ``jordanlab kernel explain`` and ``explain-adam``.
-    """
-    from jordanlab import data
-    from jordanlab.evaluate import run_canvas
-
-    name, _, index = spec.rpartition(":")
-    if not index.isdigit():
-        raise ValueError(f"image spec must be INDEX or SUITE:INDEX, got {spec!r}")
-    i = int(index)
-    if not name:
-        b, m = data.make(config.data.preset, "test", n=i + 1, seed=config.data.seed)
-        return b[i], m[i], f"{config.data.preset} test[{i}]"
-    if name in data.PRESETS:
-        b, m = data.make(name, "test", n=i + 1, seed=seed)
-        return b[i], m[i], f"{name} test[{i}] seed {seed}"
-    size = run_canvas(config) if size is None else size
-    b, m = data.make(name, "test", n=i + 1, seed=seed, size=size)
-    return b[i], m[i], f"{name} (size {size}) test[{i}] seed {seed}"
-
-
-def concentration(contributions: Tensor, fractions: Sequence[float] = (0.5, 0.9)) -> dict[str, int]:
-    """How many examples (largest |a_i| first) carry each fraction of Σ_i |a_i|."""
-    mag = contributions.abs().sort(descending=True).values
-    cum = mag.cumsum(0) / mag.sum().clamp_min(torch.finfo(mag.dtype).tiny)
-    return {f"n_{round(100 * f)}": int((cum < f).sum()) + 1 for f in fractions}
-
-
-def explain_adam_run(
-    run_dir: str,
-    queries: Sequence[Query],
-    out_dir: str,
-    *,
-    replay_dir: str | None = None,
-    quadrature: int = 2,
-    k: int = 6,
-    prefix: str = "explain-",
-    progress: bool = True,
-) -> dict:
-    """Replay the training run ``run_dir`` with an :class:`AdamPathRecorder` and write one figure + JSON per query.
-
-    The run is retrained from its saved ``config.toml`` into ``replay_dir`` (default ``OUT/replay``, which must
-    hold no checkpoint): same config and seed, hence the same batches, augmentations and weights; the final
-    weights are compared with ``run_dir``'s newest checkpoint (``weights_max_abs_diff`` in the summary).
-    Writes ``OUT/<prefix><name>.png`` and ``OUT/<prefix><name>.json`` per query and ``OUT/<prefix>summary.json``.
-    """
-    from pathlib import Path
-
-    from jordanlab import data
-    from jordanlab._atomic import write_json
-    from jordanlab.train import build_objective, list_checkpoints, load_config, load_model, train
-
-    run_dir, out = Path(run_dir), Path(out_dir)
-    config = load_config(run_dir / "config.toml")
-    if config.train.objective != "standard":
-        raise ValueError(f"run {str(run_dir)!r} uses train.objective={config.train.objective!r}; the recorder handles "
-                         "the standard objective (mean per-pixel loss plus an optional gate penalty) only")
-    replay = Path(replay_dir) if replay_dir is not None else out / "replay"
-    if list_checkpoints(replay):
-        raise ValueError(f"replay_dir {str(replay)!r} already holds checkpoints; the recording needs a fresh run")
-    n_train = config.data.n_train or data.resolve(config.data.preset).count("train")
-    objective = build_objective(config.train)
-    rec = AdamPathRecorder(
-        [torch.as_tensor(q.boundary, dtype=torch.float32)[None] for q in queries], [q.pixel for q in queries],
-        n_train, loss=config.train.loss, grad_clip=config.optim.grad_clip,
-        penalty_weight=objective.penalty_weight if config.train.gate_penalty > 0 else None, quadrature=quadrature,
-    )
-    import time
-
-    t0 = time.perf_counter()
-    train(config, replay, progress=progress, step_hooks=[rec])
-    seconds = time.perf_counter() - t0
-    result = rec.result()
-    original, _ = load_model(run_dir)
-    replayed, _ = load_model(replay)
-    diff = max(float((a - b).abs().max()) for a, b in zip(original.state_dict().values(), replayed.state_dict().values()))
-    train_b, train_m = data.load_dataset(replay / "data" / "train", "train")
-    summary = {
-        "run": str(run_dir), "replay": str(replay), "seconds": seconds, "steps": result.steps,
-        "quadrature": quadrature, "weights_max_abs_diff_vs_run": diff,
-        "step_residual_max": float(result.step_residuals.max()),
-        "step_residual_median": float(result.step_residuals.median()),
-        "step_residual_p99": float(result.step_residuals.quantile(0.99)),
-        "step_residual_aggregate": float(result.step_errors.sum() / result.update_norms.sum()),
-        "step_residual_max_at": int(result.step_residuals.argmax()),
-        "lr_at_max_step_residual": result.lrs[int(result.step_residuals.argmax())],
-        "bookkeeping_output_max": float(result.bookkeeping.abs().max()),
-        "momentum_residual_max": float(result.momentum_residuals.max()),
-        "gradient_residual_max": float(np.nanmax(result.gradient_residuals.numpy())),
-        "clipped_steps": int((result.clip_factors < 1).sum()),
-        "queries": [],
-    }
-    contrib = result.contributions.cpu()
-    summary["contribution_correlation"] = torch.corrcoef(contrib).tolist() if len(queries) > 1 else [[1.0]]
-    for j, q in enumerate(queries):
-        report = _query_report(result, j, q, k)
-        summary["queries"].append({key: report[key] for key in ("name", "f0", "fT", "sum_a", "a_reg", "relative_residual")})
-        write_json(out / f"{prefix}{q.name}.json", {**report, "run": str(run_dir), "steps": result.steps,
-                                                     "quadrature": quadrature})
-        plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png",
-                              title=f"{run_dir.name} (real Adam run, exact path decomposition): {q.source}")
-    write_json(out / f"{prefix}summary.json", summary)
-    return summary
-
-
-def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> dict:
-    a = result.contributions[j].cpu()
-    order = torch.argsort(a)
-    f0, ft = float(result.initial[j]), float(result.final[j])
-    return {
-        "name": q.name, "source": q.source, "pixel": list(q.pixel), "shape": list(q.boundary.shape),
-        "label": None if q.mask is None else int(q.mask[q.pixel]),
-        "f0": f0, "fT": ft, "change": ft - f0, "sum_a": float(a.sum()), "a_reg": float(result.regulariser[j]),
-        "residual": float(result.residual[j]), "relative_residual": float(result.relative_residual[j]),
-        "bookkeeping": float(result.bookkeeping[j]),
-        "sum_positive": float(a.clamp_min(0).sum()), "sum_negative": float(a.clamp_max(0).sum()),
-        "sum_abs": float(a.abs().sum()), "n_positive": int((a > 0).sum()), "n_negative": int((a < 0).sum()),
-        **concentration(a),
-        "top_positive": [{"index": int(i), "a": float(a[i])} for i in order.flip(0)[:k].tolist()],
-        "top_negative": [{"index": int(i), "a": float(a[i])} for i in order[:k].tolist()],
-        "contributions": [round(float(v), 9) for v in a.tolist()],
-    }
-
-
-def plot_adam_explanation(report: dict, query: Query, train_b: np.ndarray, train_m: np.ndarray, path: str, *,
-                          title: str = "") -> None:
-    """Query (pixel circled) and its top ±k training images (un-augmented originals, mask shaded), saved atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jordanlab._atomic import save_figure
-
-    k = len(report["top_positive"])
-    fig, axes = plt.subplots(2, k + 1, figsize=(1.8 * (k + 1), 4.3), squeeze=False)
-
-    def show(ax, b, m):
-        img = np.where(b > 0, 0.0, np.where(m > 0, 0.75, 1.0)) if m is not None else 1.0 - b
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-
-    r, c = query.pixel
-    show(axes[0, 0], query.boundary, query.mask)
-    axes[0, 0].plot([c], [r], marker="o", color="red", markersize=7, markerfacecolor="none", markeredgewidth=2)
-    axes[0, 0].set_title(f"{query.name} ({r},{c})\nf: {report['f0']:.2f} → {report['fT']:.2f}", fontsize=8)
-    axes[1, 0].axis("off")
-    axes[1, 0].text(0.0, 0.5,
-                    f"Σa_i = {report['sum_a']:+.2f}\na_reg = {report['a_reg']:+.2f}\n"
-                    f"rel. residual {report['relative_residual']:.1e}\n"
-                    f"Σ|a_i| = {report['sum_abs']:.1f}\n50% of Σ|a|: {report['n_50']} ex.\n90%: {report['n_90']} ex.\n"
-                    f"top row: +, bottom: −", fontsize=7.5, va="center")
-    for row, key in ((0, "top_positive"), (1, "top_negative")):
-        for col, item in enumerate(report[key]):
-            ax = axes[row, col + 1]
-            show(ax, train_b[item["index"]], train_m[item["index"]])
-            ax.set_title(f"#{item['index']}: {item['a']:+.3f}", fontsize=8, color="darkred" if row == 0 else "navy")
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=8.5)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)

@@ -85,7 +85,8 @@ def checkpoint_path_kernel(
         One pixel per query for dense models.
     train_targets : Tensor, optional
         With targets, also the approximate contributions −Σ_c η_c ∇f(w_c, x_q)·∇ℓ_i(w_c).
-    loss : {"bce", "mse"}
+    loss : {"bce", "mse", "mse-logits"}
+        The per-example loss (:mod:`jordanlab.train.losses`; ``mse`` is (σ(f) − y)², ``mse-logits`` (f − y)²).
     batch_size : int
         Training examples per vectorized chunk.
     dtype : torch.dtype, optional

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from jordanlab._seeds import torch_seed
+
 from .tangent import tangent_kernel
 
 __all__ = [
@@ -533,7 +535,7 @@ def width_convergence(
     for width in widths:
         errs = []
         for s in range(seeds):
-            g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * int(width) + s)
+            g = torch.Generator().manual_seed(torch_seed(seed, 7919 * int(width) + s))
             if kind == "mlp":
                 net = ntk_mlp(in_features, int(width), depth, w_std=w_std, b_std=b_std, generator=g)
             else:

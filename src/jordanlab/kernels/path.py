@@ -25,11 +25,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, jvp, vmap
 
+from jordanlab.train.losses import LOSSES, elementwise_loss, loss_derivative
+
 from . import _functional as F
 
 __all__ = ["PathDecomposition", "PathRecorder", "path_decomposition", "per_example_loss", "LOSSES"]
 
-LOSSES = ("bce", "mse")
 
 
 class PathMode(str, Enum):
@@ -57,24 +58,15 @@ class Contraction(str, Enum):
 def per_example_loss(outputs: Tensor, targets: Tensor, loss: str) -> Tensor:
     """Per-example loss ℓ_i = mean over the O outputs of example i; ``outputs``, ``targets`` are ``(B, O)``.
 
-    ``bce``: binary cross-entropy on logits, log(1 + e^f) − y f. ``mse``: (f − y)².
+    ``loss`` names one of :data:`LOSSES` (:mod:`jordanlab.train.losses`): ``bce`` log(1 + e^f) − y f,
+    ``mse`` (σ(f) − y)² (the trainer's), ``mse-logits`` (f − y)².
     """
-    if loss == "bce":
-        per = nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
-    elif loss == "mse":
-        per = (outputs - targets) ** 2
-    else:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    return per.mean(dim=-1)
+    return elementwise_loss(outputs, targets, loss).mean(dim=-1)
 
 
 def _loss_derivative(outputs: Tensor, targets: Tensor, loss: str) -> Tensor:
     """∂ℓ_i/∂f_{i,o}, shape (B, O) (includes the 1/O of the mean over outputs)."""
-    if loss == "bce":
-        d = torch.sigmoid(outputs) - targets
-    else:
-        d = 2.0 * (outputs - targets)
-    return d / outputs.shape[-1]
+    return loss_derivative(outputs, targets, loss) / outputs.shape[-1]
 
 
 @dataclass(frozen=True)
@@ -318,7 +310,8 @@ class PathRecorder:
         Size of the training set (dataset indices lie in [0, n_train)).
     pixels : list of (row, col), optional
         One pixel per query for dense models.
-    loss : {"bce", "mse"}
+    loss : {"bce", "mse", "mse-logits"}
+        The per-example loss (:mod:`jordanlab.train.losses`; ``mse`` is (σ(f) − y)², ``mse-logits`` (f − y)²).
     mode : {"exact", "tangent"}
     lr : float, optional
         Learning rate; read from ``optimizer`` (each step) when that is given.
@@ -441,7 +434,8 @@ def path_decomposition(
     inputs : Tensor of shape (N, C, H, W)
     targets : Tensor of shape (N,) for scalar models or (N, 1, H, W)/(N, H, W) for dense models
     queries : Tensor of shape (Q, C, H, W)
-    loss : {"bce", "mse"}
+    loss : {"bce", "mse", "mse-logits"}
+        The per-example loss (:mod:`jordanlab.train.losses`; ``mse`` is (σ(f) − y)², ``mse-logits`` (f − y)²).
         L(w) = mean_{i∈B} ℓ_i(w), ℓ_i = mean over outputs of BCE-with-logits or squared error.
     lr : float
     steps : int

@@ -50,6 +50,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from jordanlab.train.losses import elementwise_loss
+
 from . import _functional as F
 from .adam_path import AdamPathRecorder
 
@@ -242,11 +244,7 @@ class RangerPathRecorder(AdamPathRecorder):
 
         def losses(p: dict[str, Tensor]) -> Tensor:
             out = functional_call(self.grad_copy, {**p, **scratch}, (xb,))
-            target = yb.reshape(out.shape)
-            if self.loss == "bce":
-                per = nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none")
-            else:
-                per = (torch.sigmoid(out) - target) ** 2
+            per = elementwise_loss(out, yb.reshape(out.shape), self.loss)
             return per.reshape(out.shape[0], -1).mean(1)
 
         leaves = {k: v.detach().requires_grad_(True) for k, v in w.items()}

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["kernel_regression", "gradient_descent_mse"]
+__all__ = ["kernel_regression", "kernel_regression_min_ridge", "gradient_descent_mse", "discrete_gradient_descent_mse"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -134,6 +134,95 @@ def kernel_regression(
     evals, evecs = _eigh(k, float(ridge), need_inverse=True)
     alpha = evecs @ ((evecs.T @ y) / (evals if y.ndim == 1 else evals[:, None]))
     return kt @ alpha
+
+
+def kernel_regression_min_ridge(
+    k_test_train: ArrayLike,
+    k_train_train: ArrayLike,
+    y_train: ArrayLike,
+    *,
+    ridge: float = 1e-8,
+    max_ridge: float = 1e-2,
+    factor: float = 100.0,
+) -> tuple[torch.Tensor, float]:
+    """:func:`kernel_regression` with the smallest relative ridge in ``ridge · factor^j`` that is invertible.
+
+    The ridge is relative to the kernel's scale: ``λ = r · mean_i K(x_i, x_i)`` with
+    ``r = ridge, ridge·factor, …`` up to ``max_ridge``; ``K(X, X)`` is symmetrized first (``(K + Kᵀ)/2``),
+    so a kernel that is symmetric only up to rounding is accepted. ``ridge=0`` is plain kernel regression
+    (nothing to escalate).
+
+    Returns
+    -------
+    f : Tensor of shape (M,) or (M, K), float64
+    r : float
+        The relative ridge used.
+
+    Raises
+    ------
+    ValueError
+        If ``K + λI`` is singular even at ``r = max_ridge``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> k = torch.ones(2, 2, dtype=torch.float64)  # rank 1: needs a ridge
+    >>> f, r = kernel_regression_min_ridge(k, k, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    >>> r, [round(v, 6) for v in f.tolist()]
+    (1e-08, [1.0, 1.0])
+    """
+    k = _tensor(k_train_train, "k_train_train")
+    k = (k + k.T) / 2
+    scale = float(torch.diagonal(k).mean())
+    r = _scalar(ridge, "ridge")
+    if not (math.isfinite(r) and r >= 0) or not factor > 1:
+        raise ValueError(f"ridge must be >= 0 and factor > 1, got ridge={ridge!r}, factor={factor!r}")
+    while True:
+        try:
+            return kernel_regression(k_test_train, k, y_train, ridge=r * scale), r
+        except ValueError:
+            if r == 0 or r >= max_ridge:
+                raise
+            r *= factor
+
+
+def discrete_gradient_descent_mse(
+    k_train_train: ArrayLike,
+    k_test_train: ArrayLike,
+    y_train: ArrayLike,
+    *,
+    lr: float,
+    steps: int,
+) -> torch.Tensor:
+    """``steps`` steps of discrete GD on ``½ Σ_i (f(x_i) − y_i)²`` for the linear model of a fixed kernel, from f₀ = 0.
+
+    With ``K(X, X) = V diag(λ) Vᵀ`` the iterate is
+    ``f_T(x) = K(x, X) V diag((1 − (1 − η λ_i)^T) / λ_i) Vᵀ y`` (the factor is ``η T`` where ``λ_i = 0``):
+    the exact discrete counterpart of :func:`gradient_descent_mse`'s gradient flow.
+
+    Returns
+    -------
+    Tensor of shape (M,) or (M, K), float64
+
+    Examples
+    --------
+    >>> import torch
+    >>> k = torch.tensor([[1.0]], dtype=torch.float64)
+    >>> discrete_gradient_descent_mse(k, k, torch.tensor([2.0]), lr=0.5, steps=2).tolist()  # 2 · (1 − 0.5²)
+    [1.5]
+    """
+    k, y = _check_train(k_train_train, y_train, 0.0)
+    kt = _check_test(k_test_train, k.shape[0], k.device)
+    lr = _scalar(lr, "lr")
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    lam, v = torch.linalg.eigh((k + k.T) / 2)
+    tol = lam.shape[0] * torch.finfo(lam.dtype).eps * float(lam.abs().max())
+    gain = torch.where(lam > tol, (1 - (1 - lr * lam) ** steps) / torch.where(lam > tol, lam, 1.0), lr * steps)
+    g = gain if y.ndim == 1 else gain[:, None]
+    return kt @ (v @ (g * (v.T @ y)))
 
 
 def gradient_descent_mse(

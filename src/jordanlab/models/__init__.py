@@ -1,12 +1,15 @@
 """jordanlab.models: the networks compared in the talk and beyond it.
 
 ``build(name, **options)`` returns a model from the registry :data:`MODELS`; every model maps
-``(N, C, H, W)`` float images to ``(N, 1, H, W)`` logits on any canvas size.
+``(N, C, H, W)`` float images to ``(N, 1, H, W)`` logits on any canvas size. The optional
+interfaces beyond ``forward`` are the protocols :class:`RecurrentModel`, :class:`GatedModel` and
+:class:`FixedPointModel` (:mod:`jordanlab.models.protocols`).
 """
 
 from .automaton import AutomatonScanNet, suffix_state_scan
 from .cnn import LocalCNN
 from .depth import CrossingDepthNet, min_plus_scan
+from .protocols import FixedPointModel, GatedModel, RecurrentModel
 from .recurrent import RecurrentNet, progressive_rollout, run_until_stable
 from .registry import MODELS, build, count_parameters, model_table, receptive_field
 from .scan import ParityScanNet, RowScanNet, linear_scan
@@ -16,8 +19,11 @@ __all__ = [
     "MODELS",
     "AutomatonScanNet",
     "CrossingDepthNet",
+    "FixedPointModel",
+    "GatedModel",
     "LocalCNN",
     "ParityScanNet",
+    "RecurrentModel",
     "RecurrentNet",
     "RowScanNet",
     "UNet",

@@ -161,8 +161,7 @@ def reproduce(out_dir: str | os.PathLike, *, quick: bool = True, device: str = "
 
 def _kernel_sections(out: Path, *, quick: bool, progress: bool, log: _Log, summary: list[str]) -> list[Section]:
     """The kernel lens (``verify``) and the infinite-width thesis, as report sections."""
-    from jordanlab.kernels import verify
-    from jordanlab.kernels.thesis import run_thesis
+    from jordanlab.experiments import run_thesis, verify
 
     sections = []
     # 3. the kernel lens

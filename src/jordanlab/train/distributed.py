@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from jordanlab._seeds import torch_seed
+
 __all__ = ["DistContext", "setup_distributed", "teardown_distributed", "EpochSampler", "all_reduce_sum", "resolve_device"]
 
 
@@ -116,7 +118,7 @@ class EpochSampler(Sampler[int]):
 
     def permutation(self) -> torch.Tensor:
         """The whole epoch's order, shared by every rank."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(torch_seed(self.seed, self.epoch))
         return torch.randperm(self.n, generator=g)
 
     def __iter__(self) -> Iterator[int]:

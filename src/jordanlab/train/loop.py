@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .metrics import logit_scores as _per_image_scores
 from .checkpoint import (
     build_model,
     capture_rng_state,
@@ -115,17 +116,6 @@ def _check_same_run(config: Config, run_dir: Path) -> None:
             f"run_dir {str(run_dir)!r} holds a run with a different config ({detail}); "
             "use a new run directory, or the saved config.toml to resume"
         )
-
-
-def _per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image IoU of the figure (1 when both empty) and pixel accuracy, shape (N,) each."""
-    p = (logits.detach() > 0).flatten(1)
-    t = (target > 0.5).flatten(1)
-    inter = (p & t).sum(1).float()
-    union = (p | t).sum(1).float()
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-    acc = (p == t).float().mean(1)
-    return iou, acc
 
 
 def _prepare_data(config: Config, run_dir: Path, ctx: DistContext, progress: bool) -> tuple[Path, Path | None]:

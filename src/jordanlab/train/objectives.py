@@ -1,4 +1,4 @@
-"""Training objectives: the per-pixel loss and, for recurrent models, the progressive loss.
+"""Training objectives: the per-pixel loss (:mod:`jordanlab.train.losses`) and the progressive loss.
 
 An objective does two things: it says which module is differentiated (``objective.module(model)``,
 the thing ``DistributedDataParallel`` wraps, so gradients are all-reduced whatever the model's
@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from jordanlab._seeds import torch_seed
+from jordanlab.models.protocols import GatedModel, RecurrentModel
+
 from .config import TrainConfig
+from .losses import pixel_loss
 
 __all__ = [
     "pixel_loss",
@@ -30,26 +33,9 @@ __all__ = [
 ]
 
 
-def pixel_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-    r"""Mean per-pixel loss of ``logits`` (N, 1, H, W) against a {0, 1} ``target`` of the same shape.
-
-    ``bce``: :math:`\mathrm{mean}\,[\max(z,0) - z y + \log(1 + e^{-|z|})]` (binary cross-entropy
-    on logits, computed in float32). ``mse``: :math:`\mathrm{mean}\,(\sigma(z) - y)^2`.
-    """
-    if logits.shape != target.shape:
-        raise ValueError(f"logits/target: shapes differ, {tuple(logits.shape)} vs {tuple(target.shape)}")
-    z = logits.float()
-    y = target.float()
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(z, y)
-    if kind == "mse":
-        return F.mse_loss(torch.sigmoid(z), y)
-    raise ValueError(f"kind: unknown loss {kind!r}; expected bce or mse")
-
-
 def is_recurrent(model: nn.Module) -> bool:
-    """Whether ``model`` exposes ``init_state(x)``, ``step(x, state)`` and ``readout(state)``."""
-    return all(callable(getattr(model, a, None)) for a in ("init_state", "step", "readout"))
+    """Whether ``model`` is a :class:`~jordanlab.models.RecurrentModel` (``init_state``, ``step``, ``readout``)."""
+    return isinstance(model, RecurrentModel)
 
 
 def _detach(state: Any) -> Any:
@@ -106,8 +92,8 @@ class Objective(Protocol):
 
 
 def has_gates(model: nn.Module) -> bool:
-    """Whether ``model`` exposes ``gates(x)``, ``readout(x, a)`` and ``gate_penalty(a)``."""
-    return all(callable(getattr(model, a, None)) for a in ("gates", "readout", "gate_penalty"))
+    """Whether ``model`` is a :class:`~jordanlab.models.GatedModel` (``gates``, ``readout``, ``gate_penalty``)."""
+    return isinstance(model, GatedModel)
 
 
 class GatedForward(nn.Module):
@@ -199,7 +185,7 @@ class ProgressiveObjective:
         """``(n, k)`` for optimizer step ``step``; ``k = 0`` when ``alpha == 0``."""
         if self.alpha == 0.0:
             return 0, 0
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 7)
+        g = torch.Generator().manual_seed(torch_seed(self.seed, step + 7))
         n = int(torch.randint(0, self.max_iters, (1,), generator=g))
         k = int(torch.randint(1, self.max_iters - n + 1, (1,), generator=g))
         return n, k

@@ -11,9 +11,9 @@ Prints one line per dataset (images checked, mismatches) and writes the table to
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py --workers 2 --validate
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py --only shapes-32,nested --no-write
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py --only thick --n 2000 --size 128 --no-write
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/crosscheck.py --workers 2 --validate
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/crosscheck.py --only shapes-32,nested --no-write
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/crosscheck.py --only thick --n 2000 --size 128 --no-write
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from fill import write_section  # noqa: E402  (benchmarks/fill.py: atomic README_fill.md section)
 
 _BLOCK = 500  # images per fill call (bounds memory at 256 x 256)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(PRESETS) - set(SUITES))
     if unknown:
         parser.error(f"unknown datasets {unknown}; presets {sorted(PRESETS)}, suites {sorted(SUITES)}")
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crosscheck.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python scripts/crosscheck.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = [
         f"Command: `{cmd.strip()}`",
         "",

@@ -23,30 +23,32 @@ Accuracy is ``mean(sign f(x) == y)``; ``agreement`` is the fraction of test poin
 machine and its network give the same sign. Kernels need same-size inputs, so kernel machines have
 no ``large-2x`` entry; the networks run on any canvas.
 
-:func:`arora_check` checks Arora et al.'s theorem (a wide network trained by GD equals the NTK
-predictor) on the same data; :func:`infinite_check` writes it with the width-convergence tables.
+The sizes and hyperparameters are a :class:`ThesisConfig`, loadable from TOML
+(:func:`load_thesis_config`, e.g. ``configs/experiments/thesis.toml``) or a plain dict
+(:meth:`ThesisConfig.from_dict`, strict: unknown keys and wrong types fail naming the key).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import time
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .infinite import cnn_kernels, mlp_kernels, ntk_mlp, width_convergence
-from .regression import kernel_regression
-from .tangent import tangent_kernel
 from jordanlab._atomic import save_figure, write_json
+from jordanlab._seeds import torch_seed
+from jordanlab.kernels import cnn_kernels, kernel_regression_min_ridge, mlp_kernels, tangent_kernel
+from jordanlab.train import OptimConfig, build_optimizer
 
-__all__ = ["ThesisConfig", "PointReadout", "run_thesis", "arora_check", "infinite_check"]
+__all__ = ["IN_DIST", "QUICK", "SUITES", "PointReadout", "ThesisConfig", "load_thesis_config", "run_thesis"]
 
 IN_DIST = "shapes-32"
 SUITES = ("multi-2", "multi-3", "nested", "spiral", "polygon", "randomwalk", "thick", "large-2x")
@@ -82,26 +84,119 @@ class ThesisConfig:
     path_kernel: bool = True
     seed: int = 0
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str | None = None) -> ThesisConfig:
+        """A config from a plain mapping (e.g. parsed TOML); every key must be a field of the right type.
+
+        ``networks`` is a list of ``{"label", "model", "kwargs"}`` tables (or ``[label, model, kwargs]``
+        triples), ``kwargs`` a table of scalar keyword arguments. Missing keys take the defaults.
+
+        Raises
+        ------
+        ValueError
+            Naming the key (and ``source``, when given) of an unknown key, a wrong type or a bad value.
+
+        Examples
+        --------
+        >>> ThesisConfig.from_dict({"n_train": 8, "suites": ["nested"]}).suites
+        ('nested',)
+        >>> ThesisConfig.from_dict({"n_trian": 8})
+        Traceback (most recent call last):
+        ...
+        ValueError: thesis config: unknown key 'n_trian'; valid: n_train, n_test, suites, depth, networks, steps, batch_size, lr, checkpoints, ridge, cntk_gap, path_kernel, seed
+        """
+        where = f"thesis config{f' {source}' if source else ''}"
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{where}: expected a table of keys, got {type(raw).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = [k for k in raw if k not in fields]
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(fields)}")
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            default = fields[key].default
+            if key == "suites":
+                values[key] = _suites(value, where)
+            elif key == "networks":
+                values[key] = _networks(value, where)
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where}: key {key!r} must be true or false, got {value!r}")
+                values[key] = value
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{where}: key {key!r} must be an integer >= 0, got {value!r}")
+                values[key] = value
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                    raise ValueError(f"{where}: key {key!r} must be a number > 0, got {value!r}")
+                values[key] = float(value)
+        cfg = cls(**values)
+        if cfg.n_train < 1 or cfg.n_test < 1 or cfg.batch_size < 1 or cfg.depth < 1:
+            raise ValueError(f"{where}: n_train, n_test, batch_size and depth must be >= 1, got "
+                             f"{cfg.n_train}, {cfg.n_test}, {cfg.batch_size}, {cfg.depth}")
+        return cfg
+
+
+def _suites(value: Any, where: str) -> tuple[str, ...]:
+    from jordanlab.data import SUITES as KNOWN
+
+    if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+        raise ValueError(f"{where}: key 'suites' must be a list of suite names, got {value!r}")
+    bad = [s for s in value if s not in KNOWN]
+    if bad:
+        raise ValueError(f"{where}: key 'suites': unknown suite {bad[0]!r}; valid: {', '.join(KNOWN)}")
+    return tuple(value)
+
+
+def _networks(value: Any, where: str) -> tuple[tuple[str, str, tuple[tuple[str, object], ...]], ...]:
+    from jordanlab.models import MODELS
+
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where}: key 'networks' must be a list of {{label, model, kwargs}} tables, got {value!r}")
+    out = []
+    for i, net in enumerate(value):
+        key = f"networks[{i}]"
+        if isinstance(net, Mapping):
+            extra = set(net) - {"label", "model", "kwargs"}
+            if extra or not {"label", "model"} <= set(net):
+                raise ValueError(f"{where}: key {key!r} must have label, model and optional kwargs, got keys {sorted(net)}")
+            label, model, kwargs = net["label"], net["model"], net.get("kwargs", {})
+        elif isinstance(net, (list, tuple)) and len(net) == 3:
+            label, model, kwargs = net
+        else:
+            raise ValueError(f"{where}: key {key!r} must be a {{label, model, kwargs}} table, got {net!r}")
+        kwargs = dict(kwargs) if isinstance(kwargs, Mapping) else dict(kwargs) if isinstance(kwargs, (list, tuple)) else kwargs
+        if not isinstance(label, str) or not isinstance(model, str) or not isinstance(kwargs, dict):
+            raise ValueError(f"{where}: key {key!r}: label and model must be strings and kwargs a table, got {net!r}")
+        if model not in MODELS:
+            raise ValueError(f"{where}: key {key!r}: unknown model {model!r}; valid: {', '.join(MODELS)}")
+        if not all(isinstance(v, (bool, int, float, str)) for v in kwargs.values()):
+            raise ValueError(f"{where}: key {key!r}: kwargs values must be scalars, got {kwargs!r}")
+        out.append((label, model, tuple(kwargs.items())))
+    labels = [n[0] for n in out]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}: key 'networks': labels must be distinct, got {labels}")
+    return tuple(out)
+
+
+def load_thesis_config(path: str | os.PathLike[str]) -> ThesisConfig:
+    """:meth:`ThesisConfig.from_dict` of a TOML file (top-level keys are the config's fields)."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"thesis config {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"thesis config {str(p)!r} is not valid TOML: {e}") from None
+    return ThesisConfig.from_dict(raw, source=str(p))
+
 
 QUICK = ThesisConfig(n_train=32, n_test=8, suites=("nested", "spiral", "large-2x"), depth=2, steps=120,
                      batch_size=32, checkpoints=2)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _regress(k_tt: torch.Tensor, k_st: torch.Tensor, y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, float]:
-    """Kernel regression with the smallest relative ridge ≥ ``ridge`` (×100 steps) that is invertible."""
-    k_tt = (k_tt + k_tt.T) / 2
-    scale = float(torch.diagonal(k_tt).mean())
-    r = ridge
-    while True:
-        try:
-            return kernel_regression(k_st, k_tt, y, ridge=r * scale), r
-        except ValueError:
-            if r >= 1e-2:
-                raise
-            r *= 100
 
 
 def _accuracy(f: torch.Tensor, y: torch.Tensor) -> float:
@@ -153,13 +248,17 @@ def _train(model: PointReadout, x: torch.Tensor, y: torch.Tensor, cfg: ThesisCon
            progress: bool) -> tuple[list[dict[str, torch.Tensor]], list[float], list[float]]:
     """Minibatch Adam on the logistic loss ``log(1 + exp(−y f(x)))``; returns checkpoints.
 
+    The optimizer is the trainer's (:func:`jordanlab.train.build_optimizer`: AdamW without weight decay,
+    betas (0.9, 0.999), which is Adam); the loop is not :func:`jordanlab.train.train`, whose objective is a
+    per-pixel loss on image/mask pairs: here the target is one ±1 label per image, read at the marker.
+
     Batches are consecutive slices of a fresh permutation every epoch (a trailing partial batch
     is dropped). Checkpoints are the weights at the start of each of ``cfg.checkpoints`` equal segments of the
     run (the first is the initialization), with η_c = lr × (steps in the segment) / batch size;
     also the loss history (every 10 steps).
     """
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = build_optimizer(model.parameters(), OptimConfig(name="adam", lr=cfg.lr, betas=(0.9, 0.999)))
     n = x.shape[0]
     xf, yf = x.float(), y.float()
     c = max(cfg.checkpoints, 0)
@@ -244,34 +343,77 @@ def run_thesis(
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     x, y, tests = _point_data(cfg)
-    n = x.shape[0]
-    same = {s: v for s, v in tests.items() if v[0].shape[2:] == x.shape[2:]}
-    xq = torch.cat([x] + [v[0] for v in same.values()])
-    spans, o = {}, n
-    for s, v in same.items():
-        spans[s] = slice(o, o + v[0].shape[0])
-        o += v[0].shape[0]
-    acc: dict[str, dict[str, float | None]] = {}
-    agree: dict[str, dict[str, float | None]] = {}
-    ridges: dict[str, float] = {}
-    extra: dict[str, object] = {}
-    timing: dict[str, float] = {}
-    inside: dict[str, dict[str, float | None]] = {}
+    book = _Ledger(x, y, tests)
+    _infinite_machines(book, cfg, progress)
+    for k, network in enumerate(cfg.networks):
+        _network_machines(book, cfg, k, network, progress)
+    result = {
+        "table": _table(book.acc, book.agree),
+        "config": dataclasses.asdict(cfg),
+        "task": f"make_point_task('{IN_DIST}') train; suites at size 32 (large-2x: 64); y = +1 inside, -1 outside",
+        "path_kernel_note": "path-checkpoint = TracInCP sum over Adam checkpoints: an approximation, not Domingos' exact path kernel",
+        "n_train": book.n,
+        "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
+        "accuracy": book.acc,
+        "agreement_with_network": book.agree,
+        "fraction_predicted_inside": book.inside,
+        "ridge_relative": book.ridges,
+        "details": book.extra,
+        "seconds": book.timing,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    write_json(out / "thesis.json", result)
+    _plot_thesis(result, out / "thesis.png")
+    return result
 
-    def score(name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
-        acc[name], agree[name], inside[name] = {}, {}, {}
-        for s in tests:
-            if s not in spans:
-                acc[name][s] = agree[name][s] = inside[name][s] = None
+
+class _Ledger:
+    """The thesis's inputs and its growing tables (accuracy, agreement, ridges, details, timings).
+
+    ``xq`` stacks the training images and every test set on the training canvas (the kernel machines'
+    queries); ``spans[suite]`` is that suite's slice of ``xq``. Suites on another canvas have no span.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, tests: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.x, self.y, self.tests, self.n = x, y, tests, x.shape[0]
+        same = {s: v for s, v in tests.items() if v[0].shape[2:] == x.shape[2:]}
+        self.xq = torch.cat([x] + [v[0] for v in same.values()])
+        self.spans: dict[str, slice] = {}
+        o = self.n
+        for s, v in same.items():
+            self.spans[s] = slice(o, o + v[0].shape[0])
+            o += v[0].shape[0]
+        self.acc: dict[str, dict[str, float | None]] = {}
+        self.agree: dict[str, dict[str, float | None]] = {}
+        self.inside: dict[str, dict[str, float | None]] = {}
+        self.ridges: dict[str, float] = {}
+        self.extra: dict[str, object] = {}
+        self.timing: dict[str, float] = {}
+
+    def score(self, name: str, fq: torch.Tensor, ref: dict[str, torch.Tensor] | None = None) -> None:
+        """Accuracy (and sign agreement with ``ref``, a network's outputs) of predictions ``fq`` on ``xq``."""
+        self.acc[name], self.agree[name], self.inside[name] = {}, {}, {}
+        for s in self.tests:
+            if s not in self.spans:
+                self.acc[name][s] = self.agree[name][s] = self.inside[name][s] = None
                 continue
-            f = fq[spans[s]]
-            acc[name][s] = _accuracy(f, tests[s][1])
-            inside[name][s] = float((f > 0).double().mean())
-            agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
+            f = fq[self.spans[s]]
+            self.acc[name][s] = _accuracy(f, self.tests[s][1])
+            self.inside[name][s] = float((f > 0).double().mean())
+            self.agree[name][s] = None if ref is None else _accuracy(f, torch.sign(ref[s]))
         if ref is not None:
-            extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
+            self.extra[f"{name}/train_accuracy"] = _accuracy(fq[:self.n], self.y)
 
-    # (a) infinite-width NTK regression
+    def regress(self, name: str, k_query_train: torch.Tensor, k_train_train: torch.Tensor, ridge: float,
+                ref: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Kernel regression on ``y`` (smallest invertible relative ridge ≥ ``ridge``), scored as ``name``."""
+        f, self.ridges[name] = kernel_regression_min_ridge(k_query_train, k_train_train, self.y, ridge=ridge)
+        self.score(name, f, ref)
+        return f
+
+
+def _infinite_machines(book: _Ledger, cfg: ThesisConfig, progress: bool) -> None:
+    """(a) Kernel regression with the infinite-width NTK of a ReLU MLP and CNN (flatten; GAP with ``cntk_gap``)."""
     infinite = [("ntk-mlp", lambda a, b: mlp_kernels(a.flatten(1), None if b is None else b.flatten(1), cfg.depth)[1]),
                 ("ntk-cnn-flatten", lambda a, b: cnn_kernels(a, b, cfg.depth, readout="flatten")[1])]
     if cfg.cntk_gap:
@@ -279,66 +421,47 @@ def run_thesis(
                                                                 progress=progress)[1]))
     for name, kfn in infinite:
         t0 = time.perf_counter()
-        k_tt = kfn(x, None)
-        k_st = kfn(xq, x)
-        f, ridges[name] = _regress(k_tt, k_st, y, cfg.ridge)
-        score(name, f)
-        extra[f"{name}/train_accuracy"] = _accuracy(f[:n], y)
-        timing[name] = time.perf_counter() - t0
+        k_tt = kfn(book.x, None)
+        f = book.regress(name, kfn(book.xq, book.x), k_tt, cfg.ridge)
+        book.extra[f"{name}/train_accuracy"] = _accuracy(f[:book.n], book.y)
+        book.timing[name] = time.perf_counter() - t0
 
-    # (b) finite dense networks read at the marker, (c) their kernel machines
-    for k, (name, arch, kw) in enumerate(cfg.networks):
+
+def _network_machines(book: _Ledger, cfg: ThesisConfig, k: int,
+                      network: tuple[str, str, tuple[tuple[str, object], ...]], progress: bool) -> None:
+    """(b) Network ``k`` trained and read at the marker, (c) its final tangent and checkpoint kernel machines."""
+    name, arch, kw = network
+    n, xq = book.n, book.xq
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG state
+        torch.manual_seed(torch_seed(cfg.seed, k))
+        model = _build(arch, dict(kw))
+    ckpts, etas, losses = _train(model, book.x, book.y, cfg, torch_seed(cfg.seed, k), progress)
+    model.eval()
+    book.extra[f"{name}/parameters"] = sum(p.numel() for p in model.parameters())
+    book.extra[f"{name}/loss_every_10_steps"] = losses
+    md = copy.deepcopy(model).double()
+    with torch.no_grad():
+        fq = md(xq)
+        f_big = {s: md(v[0]) for s, v in book.tests.items() if s not in book.spans}
+    book.extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], book.y)
+    book.score(name, fq)
+    for s, f in f_big.items():  # a dense network runs on any canvas
+        book.acc[name][s] = _accuracy(f, book.tests[s][1])
+        book.inside[name][s] = float((f > 0).double().mean())
+    ref = {s: fq[book.spans[s]] for s in book.spans}
+    book.timing[name] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    kq = tangent_kernel(md, xq, book.x, dtype=torch.float64)
+    book.regress(f"{name}/tangent-final", kq, kq[:n], cfg.ridge, ref)
+    book.timing[f"{name}/tangent-final"] = time.perf_counter() - t0
+    if cfg.path_kernel and ckpts:
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG state
-            torch.manual_seed(cfg.seed * 1_000_003 + k)
-            model = _build(arch, dict(kw))
-        ckpts, etas, losses = _train(model, x, y, cfg, cfg.seed * 1_000_003 + k, progress)
-        model.eval()
-        extra[f"{name}/parameters"] = sum(p.numel() for p in model.parameters())
-        extra[f"{name}/loss_every_10_steps"] = losses
-        md = copy.deepcopy(model).double()
-        with torch.no_grad():
-            fq = md(xq)
-            f_big = {s: md(v[0]) for s, v in tests.items() if s not in spans}
-        extra[f"{name}/train_accuracy"] = _accuracy(fq[:n], y)
-        score(name, fq)
-        for s, f in f_big.items():  # a dense network runs on any canvas
-            acc[name][s] = _accuracy(f, tests[s][1])
-            inside[name][s] = float((f > 0).double().mean())
-        ref = {s: fq[spans[s]] for s in spans}
-        timing[name] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        kq = tangent_kernel(md, xq, x, dtype=torch.float64)
-        f, ridges[f"{name}/tangent-final"] = _regress(kq[:n], kq, y, cfg.ridge)
-        score(f"{name}/tangent-final", f, ref)
-        timing[f"{name}/tangent-final"] = time.perf_counter() - t0
-        if cfg.path_kernel and ckpts:
-            t0 = time.perf_counter()
-            kp = _checkpoint_kernel(ckpts, etas, arch, dict(kw), xq, x)
-            f, ridges[f"{name}/path-checkpoint"] = _regress(kp[:n], kp, y, cfg.ridge)
-            score(f"{name}/path-checkpoint", f, ref)
-            extra[f"{name}/checkpoint_etas"] = etas
-            timing[f"{name}/path-checkpoint"] = time.perf_counter() - t0
-
-    result = {
-        "table": _table(acc, agree),
-        "config": dataclasses.asdict(cfg),
-        "task": f"make_point_task('{IN_DIST}') train; suites at size 32 (large-2x: 64); y = +1 inside, -1 outside",
-        "path_kernel_note": "path-checkpoint = TracInCP sum over Adam checkpoints: an approximation, not Domingos' exact path kernel",
-        "n_train": n,
-        "n_test": {s: int(v[0].shape[0]) for s, v in tests.items()},
-        "accuracy": acc,
-        "agreement_with_network": agree,
-        "fraction_predicted_inside": inside,
-        "ridge_relative": ridges,
-        "details": extra,
-        "seconds": timing,
-        "total_seconds": time.perf_counter() - t_start,
-    }
-    write_json(out / "thesis.json", result)
-    _plot_thesis(result, out / "thesis.png")
-    return result
+        kp = _checkpoint_kernel(ckpts, etas, arch, dict(kw), xq, book.x)
+        book.regress(f"{name}/path-checkpoint", kp, kp[:n], cfg.ridge, ref)
+        book.extra[f"{name}/checkpoint_etas"] = etas
+        book.timing[f"{name}/path-checkpoint"] = time.perf_counter() - t0
 
 
 def _table(acc: dict[str, dict[str, float | None]], agree: dict[str, dict[str, float | None]]) -> list[dict]:
@@ -387,132 +510,3 @@ def _plot_thesis(result: dict, path: Path) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
-
-
-# --------------------------------------------------------------------------- Arora et al.'s theorem
-
-
-class _Antisymmetric(nn.Module):
-    """``f(x) = (g_θ(x) − g_θ'(x)) / √2`` with θ' = θ at init: f_0 ≡ 0, same NTK as ``g``."""
-
-    def __init__(self, g: nn.Module) -> None:
-        super().__init__()
-        import copy
-
-        self.a, self.b = g, copy.deepcopy(g)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.a(x) - self.b(x)) / math.sqrt(2.0)
-
-
-def _discrete_gd(k_tt: torch.Tensor, k_st: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
-    """Linearized discrete GD on ½Σ(f − y)² from f_0 = 0: ``K(x,X) V diag((1 − (1 − ηλ)^T)/λ) Vᵀ y``."""
-    lam, v = torch.linalg.eigh((k_tt + k_tt.T) / 2)
-    tol = lam.shape[0] * torch.finfo(lam.dtype).eps * float(lam.abs().max())
-    gain = torch.where(lam > tol, (1 - (1 - lr * lam) ** steps) / torch.where(lam > tol, lam, 1.0), lr * steps)
-    return k_st @ (v @ (gain * (v.T @ y)))
-
-
-def arora_check(
-    *,
-    widths: Sequence[int] = (128, 512, 2048),
-    depth: int = 1,
-    n_train: int = 32,
-    n_test: int = 32,
-    steps: int = 200,
-    seeds: int = 2,
-    seed: int = 0,
-) -> dict:
-    """A wide ReLU MLP trained by GD vs the infinite-width NTK predictor, on the point task.
-
-    The network is antisymmetrized (``f_0 ≡ 0``) and trained by full-batch GD on
-    ``½ Σ (f(x_i) − y_i)²`` with ``η = 1/λ_max(Θ_∞(X, X))`` for ``steps`` steps; the reference is
-    the same discrete GD on the linear model with the fixed kernel ``Θ_∞`` (exact in closed form),
-    and kernel regression (``t → ∞``). Returns ``{"rows": [{width, max_gap, rms_gap,
-    max_gap_to_kernel_regression, accuracy_net, accuracy_ntk}], ...}``, gaps on the test points
-    averaged (max and RMS) over ``seeds`` initializations.
-    """
-    from jordanlab.data import make_point_task
-
-    xa, ya = make_point_task(IN_DIST, "train", n_train, seed)
-    xb, yb = make_point_task(IN_DIST, "test", n_test, seed)
-    x = torch.from_numpy(xa).double().flatten(1)
-    xt = torch.from_numpy(xb).double().flatten(1)
-    y = torch.from_numpy(ya).double() * 2 - 1
-    yt = torch.from_numpy(yb).double() * 2 - 1
-    _, k_tt = mlp_kernels(x, None, depth)
-    _, k_st = mlp_kernels(xt, x, depth)
-    lr = 1.0 / float(torch.linalg.eigvalsh(k_tt)[-1])
-    f_lin = _discrete_gd(k_tt, k_st, y, lr, steps)
-    f_inf, ridge = _regress(k_tt, k_st, y, 0.0)
-    rows = []
-    for width in widths:
-        gaps, gaps_inf, accs = [], [], []
-        for s in range(seeds):
-            g = torch.Generator().manual_seed(seed * 1_000_003 + 31 * int(width) + s)
-            net = _Antisymmetric(ntk_mlp(x.shape[1], int(width), depth, generator=g)).double()
-            opt = torch.optim.SGD(net.parameters(), lr=lr)
-            for _ in range(steps):
-                opt.zero_grad()
-                (0.5 * ((net(x).reshape(-1) - y) ** 2).sum()).backward()
-                opt.step()
-            with torch.no_grad():
-                f = net(xt).reshape(-1)
-            gaps.append((f - f_lin).abs())
-            gaps_inf.append((f - f_inf).abs())
-            accs.append(_accuracy(f, yt))
-        gap = torch.stack(gaps)
-        rows.append(
-            dict(
-                width=int(width),
-                max_gap=float(gap.max()),
-                rms_gap=float(gap.pow(2).mean().sqrt()),
-                max_gap_to_kernel_regression=float(torch.stack(gaps_inf).max()),
-                accuracy_net=float(np.mean(accs)),
-                accuracy_ntk=_accuracy(f_lin, yt),
-            )
-        )
-    return {
-        "depth": depth, "n_train": n_train, "n_test": n_test, "steps": steps, "lr": lr, "seeds": seeds,
-        "scale_of_f_ntk": float(f_lin.abs().max()), "ridge_relative_t_inf": ridge, "rows": rows,
-    }
-
-
-def infinite_check(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bool = True) -> dict:
-    """Width-convergence tables (MLP, CNN flatten, CNN GAP) and the Arora check.
-
-    Writes ``infinite_check.json`` with ``width_convergence`` (see
-    :func:`jordanlab.kernels.infinite.width_convergence`), ``arora`` (see :func:`arora_check`)
-    and ``table``/``arora_table`` rows for reports.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if quick:
-        jobs = [
-            lambda: width_convergence("mlp", [64, 256, 1024], depth=2, seeds=3),
-            lambda: width_convergence("cnn", [8, 32, 128], depth=2, readout="flatten", image_size=(4, 4), seeds=3),
-            lambda: width_convergence("cnn", [8, 32, 128], depth=2, readout="gap", image_size=(4, 4), seeds=3),
-            lambda: arora_check(widths=(64, 256, 1024), n_train=16, n_test=16, steps=100, seeds=1),
-        ]
-    else:
-        jobs = [
-            lambda: width_convergence("mlp", [64, 256, 1024, 4096], depth=2, seeds=8),
-            lambda: width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="flatten", image_size=(6, 6), seeds=6),
-            lambda: width_convergence("cnn", [8, 32, 128, 512], depth=3, readout="gap", image_size=(6, 6), seeds=6),
-            lambda: arora_check(widths=(64, 256, 1024, 4096), n_train=32, n_test=32, steps=200, seeds=2),
-        ]
-    if progress:
-        from tqdm import tqdm
-
-        jobs = tqdm(jobs, desc="infinite-check")
-    *conv, arora = [job() for job in jobs]
-    table = [
-        {"network": f"{c['kind']} depth {c['depth']}" + (f" {c['readout']}" if c["readout"] else ""),
-         **{f"width {w}": e for w, e in zip(c["widths"], c["errors"])}, "log-log slope": c["slope"]}
-        for c in conv
-    ]
-    result = {"table": table, "arora_table": arora["rows"], "width_convergence": conv, "arora": arora,
-              "seconds": time.perf_counter() - t0}
-    write_json(out / "infinite_check.json", result)
-    return result

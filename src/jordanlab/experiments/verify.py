@@ -7,13 +7,18 @@ Writes ``DIR/verify.json``::
 
 and ``DIR/verify.png`` (relative residual against lr, log-log), on a small CNN trained on ``shapes-32``.
 relative_residual = max_q |residual_q| / max(max_q |final_q − initial_q|, tiny).
+
+The plan is data: :func:`verify_plan` lists one :class:`VerifyRun` per decomposition to check, and
+:func:`verify` runs whatever plan it is given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .path import path_decomposition
-from .tangent import tangent_kernel
 from jordanlab._atomic import save_figure, write_json
+from jordanlab.kernels import path_decomposition, tangent_kernel
 
-__all__ = ["SmoothCNN", "verify", "kernel_motion"]
+__all__ = ["SmoothCNN", "VerifyRun", "kernel_motion", "verify", "verify_plan"]
 
 
 class SmoothCNN(nn.Module):
@@ -114,64 +118,122 @@ def kernel_motion(
     return rows
 
 
-def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class VerifyRun:
+    """One decomposition to check: a network trained from a fixed seed while the path kernel is recorded.
+
+    Attributes
+    ----------
+    mode : {"tangent", "exact"}
+        ḡ_s at w_s (Domingos' tangent kernel: residual O(lr)) or averaged along each step (exact).
+    optimizer : {"gd", "sgd"}
+        Full batch, or batches of ``max(2, n_train // 3)``.
+    lr : float
+    dtype : {"float32", "float64"}
+    steps : int
+    model : {"smooth", "local-cnn-relu"}
+        :class:`SmoothCNN` at the plan's width and depth (NTK parameterization), or the registry's
+        ``local-cnn`` (width 4, depth 4, no norm, ReLU): ReLU kinks crossed inside a step break the
+        smoothness the quadrature needs, so its residual is reported, not asserted.
+    """
+
+    mode: str
+    optimizer: str
+    lr: float
+    dtype: str
+    steps: int
+    model: str = "smooth"
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (("mode", self.mode, ("tangent", "exact")), ("optimizer", self.optimizer, ("gd", "sgd")),
+                                    ("dtype", self.dtype, ("float32", "float64")),
+                                    ("model", self.model, ("smooth", "local-cnn-relu"))):
+            if value not in allowed:
+                raise ValueError(f"VerifyRun.{key} must be one of {allowed}, got {value!r}")
+        if not (isinstance(self.steps, int) and self.steps > 0) or not self.lr > 0:
+            raise ValueError(f"VerifyRun needs steps > 0 and lr > 0, got steps={self.steps!r}, lr={self.lr!r}")
+
+
+def _training_time(quick: bool) -> float:
+    """lr · steps of the tangent-mode runs (the training "time" held fixed while lr varies)."""
+    return 0.8 if quick else 2.0
+
+
+def verify_plan(quick: bool = False) -> list[VerifyRun]:
+    """The runs of :func:`verify`.
+
+    - tangent mode, GD, float64, at a fixed training time lr·steps (0.8 quick, 2.0 full), lr over a 10×
+      range: the relative residual should fall ~linearly with lr (the approximation is first order in lr);
+    - exact mode, GD and SGD, float32 and float64, lr 0.2: relative residual ≤ 1e-4 / ≤ 1e-9;
+    - full plan only: exact mode on the ReLU ``local-cnn``, lr 0.05 (reported, not asserted).
+
+    Examples
+    --------
+    >>> [(r.mode, r.lr, r.steps) for r in verify_plan(quick=True)][:3]
+    [('tangent', 0.4, 2), ('tangent', 0.2, 4), ('tangent', 0.04, 20)]
+    >>> len(verify_plan(quick=True)), len(verify_plan())
+    (7, 9)
+    """
+    time_t = _training_time(quick)
+    lrs = [0.4, 0.2, 0.04] if quick else [0.4, 0.2, 0.1, 0.04]
+    exact_steps = 4 if quick else 20
+    plan = [VerifyRun("tangent", "gd", lr, "float64", round(time_t / lr)) for lr in lrs]
+    plan += [VerifyRun("exact", opt, 0.2, dt, exact_steps) for opt in ("gd", "sgd") for dt in ("float32", "float64")]
+    if not quick:
+        plan.append(VerifyRun("exact", "gd", 0.05, "float64", exact_steps, model="local-cnn-relu"))
+    return plan
+
+
+def _network(spec: VerifyRun, width: int, depth: int) -> tuple[nn.Module, str]:
+    """The seeded (``torch.manual_seed(0)``) network of ``spec`` in its dtype, and its name in ``verify.json``."""
+    dtype = torch.float64 if spec.dtype == "float64" else torch.float32
+    torch.manual_seed(0)
+    if spec.model == "local-cnn-relu":
+        from jordanlab.models import build
+
+        return build("local-cnn", width=4, depth=4, norm="none").to(dtype), "local-cnn-w4-d4-relu"
+    return SmoothCNN(width=width, depth=depth).to(dtype), f"smooth-cnn-w{width}-d{depth}"
+
+
+def _check(spec: VerifyRun, x: Tensor, y: Tensor, q: Tensor, pixels: list[tuple[int, int]], *, width: int,
+           depth: int) -> dict[str, Any]:
+    """Train ``spec``'s network while recording the decomposition; its ``verify.json`` row."""
+    net, name = _network(spec, width, depth)
+    dtype = next(net.parameters()).dtype
+    n_train = x.shape[0]
+    bs = None if spec.optimizer == "gd" else max(2, n_train // 3)
+    r = path_decomposition(net, x.to(dtype), y.to(dtype), q.to(dtype), lr=spec.lr, steps=spec.steps,
+                           batch_size=bs, mode=spec.mode, pixels=pixels)
+    row = {k: v for k, v in dataclasses.asdict(spec).items() if k != "model"}
+    return {**row, "relative_residual": r.relative_residual, "model": name,
+            "batch_size": bs if bs is not None else n_train, "max_abs_change": float((r.final - r.initial).abs().max())}
+
+
+def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bool = True,
+           plan: Sequence[VerifyRun] | None = None) -> dict[str, Any]:
     """Run the decomposition checks of issue 4 and write ``DIR/verify.json`` and ``DIR/verify.png``.
 
-    Runs (SmoothCNN, NTK parameterization, width 8, depth 3, BCE, shapes-32 train images):
-
-    - tangent mode, GD, float64, fixed training time lr·steps, lr over a 10× range: the relative residual
-      should fall ~linearly with lr (Domingos' approximation is first order in lr);
-    - exact mode, GD and SGD, float32 and float64: relative residual ≤ 1e-4 / ≤ 1e-9;
-    - exact mode on the project's ``local-cnn`` (ReLU, norm none): ReLU kinks crossed inside a step break
-      the smoothness the quadrature needs, so its residual is reported, not asserted;
-    - kernel motion: relative change of the pixel tangent kernel between w_0 and w_T for growing width.
+    Every run of ``plan`` (default :func:`verify_plan`) trains its network on the first ``n_train``
+    shapes-32 training images (8 quick, 16 full) with BCE and records the path decomposition of four
+    query pixels; the SmoothCNN runs use width 4, depth 2 (quick) or width 8, depth 3 (full). Then the
+    kernel motion: the relative change of the pixel tangent kernel between w_0 and w_T for growing width.
 
     Returns the dict written to ``verify.json``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    plan = list(verify_plan(quick) if plan is None else plan)
     n_train = 8 if quick else 16
     x, y, xt = _shapes32(n_train, seed=0)
     q, pixels = _queries(x, y, xt)
     width, depth = (4, 2) if quick else (8, 3)
-    time_T = 0.8 if quick else 2.0  # lr · steps, the training "time"
-    lrs = [0.4, 0.2, 0.04] if quick else [0.4, 0.2, 0.1, 0.04]
-    plan: list[dict[str, Any]] = []
-    for lr in lrs:
-        plan.append({"mode": "tangent", "optimizer": "gd", "lr": lr, "dtype": "float64", "steps": round(time_T / lr)})
-    exact_steps = 4 if quick else 20
-    for opt in ("gd", "sgd"):
-        for dt in ("float32", "float64"):
-            plan.append({"mode": "exact", "optimizer": opt, "lr": 0.2, "dtype": dt, "steps": exact_steps})
-    runs = []
-    iterator = plan
+    iterator: Sequence[VerifyRun] = plan
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(plan, desc="kernel verify")
-    for spec in iterator:
-        dtype = torch.float64 if spec["dtype"] == "float64" else torch.float32
-        torch.manual_seed(0)
-        net = SmoothCNN(width=width, depth=depth).to(dtype)
-        bs = None if spec["optimizer"] == "gd" else max(2, n_train // 3)
-        r = path_decomposition(net, x.to(dtype), y.to(dtype), q.to(dtype), lr=spec["lr"], steps=spec["steps"],
-                               batch_size=bs, mode=spec["mode"], pixels=pixels)
-        runs.append({**spec, "relative_residual": r.relative_residual, "model": f"smooth-cnn-w{width}-d{depth}",
-                     "batch_size": bs if bs is not None else n_train,
-                     "max_abs_change": float((r.final - r.initial).abs().max())})
-    if not quick:
-        try:
-            from jordanlab.models import build
-
-            torch.manual_seed(0)
-            relu = build("local-cnn", width=4, depth=4, norm="none").double()
-            r = path_decomposition(relu, x, y, q, lr=0.05, steps=exact_steps, mode="exact", pixels=pixels)
-            runs.append({"mode": "exact", "optimizer": "gd", "lr": 0.05, "dtype": "float64", "steps": exact_steps,
-                         "relative_residual": r.relative_residual, "model": "local-cnn-w4-d4-relu",
-                         "batch_size": n_train, "max_abs_change": float((r.final - r.initial).abs().max())})
-        except ImportError:  # pragma: no cover - models is part of the package
-            pass
+    runs = [_check(spec, x, y, q, pixels, width=width, depth=depth) for spec in iterator]
     widths = [2, 16] if quick else [2, 4, 8, 16, 32, 64]
     probe = torch.cat([x[:2], xt[:2]])
     grid = [(int(r), int(c)) for r in (4, 12, 20, 28) for c in (4, 12, 20, 28)]
@@ -182,7 +244,8 @@ def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bo
         "kernel_motion": motion,
         "setup": {"data": "shapes-32 train", "n_train": n_train, "queries": [list(p) for p in pixels],
                   "model": f"SmoothCNN(width={width}, depth={depth}, ntk parameterization, tanh)", "loss": "bce",
-                  "quadrature_nodes": 3, "tangent_training_time": time_T, "quick": quick,
+                  "quadrature_nodes": 3,
+                  "tangent_training_time": _training_time(quick), "quick": quick,
                   "seconds": round(time.perf_counter() - t0, 1)},
     }
     write_json(out / "verify.json", result)

@@ -9,8 +9,8 @@ comparison. Writes the table to ``benchmarks/README_fill.md`` (section ``propaga
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/propagation_depth.py
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/propagation_depth.py --n 4 --sizes 32,64 --no-write
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/propagation_depth.py
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/propagation_depth.py --n 4 --sizes 32,64 --no-write
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from fill import write_section  # noqa: E402  (benchmarks/fill.py: atomic README_fill.md section)
 
 FAMILIES = ("shape", "multi-3", "nested", "randomwalk", "spiral", "texture")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"max {steps[family, size].max():6d}  ({time.perf_counter() - t0:.1f} s)",
                 flush=True,
             )
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/propagation_depth.py " + " ".join(
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python scripts/propagation_depth.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
     lines = [

@@ -1,0 +1,66 @@
+"""jordanlab.experiments: the pipelines over runs that produce the README's kernel results.
+
+The mathematics lives in :mod:`jordanlab.kernels`; an experiment here picks data, trains or
+replays networks, calls the kernels and writes JSON and figures.
+
+- :func:`verify` (``jordanlab kernel verify``): the path-kernel decomposition checked on (S)GD runs of
+  a plan of :class:`VerifyRun` (:func:`verify_plan`) -> ``verify.json``, ``verify.png``.
+- :func:`run_thesis` (``kernel thesis``): kernel machines against trained networks on the point task,
+  configured by a :class:`ThesisConfig` (:func:`load_thesis_config` reads TOML) -> ``thesis.json``.
+- :func:`infinite_check` (``kernel infinite-check``): width convergence of the closed-form kernels and
+  :func:`arora_check` -> ``infinite_check.json``.
+- :func:`explain_run` (``kernel explain``): the training images behind one pixel of a run, from an SGD
+  copy started at the run's w₀ (:func:`explain_from_run`, :func:`plot_explanation`).
+- :func:`explain_adam_run` (``kernel explain-adam``): a real Adam run replayed with the exact recorder,
+  one :class:`Query` per pixel (:func:`query_from_spec`, :func:`plot_adam_explanation`, :func:`concentration`).
+- :func:`parse_image_spec`: the one parser of query images (``INDEX``, ``NAME:INDEX``, a PNG path).
+- :func:`explain_parity_scan` and :func:`thick_families`: the README's parity-scan attribution and the
+  thick-stroke families table (thin scripts in ``scripts/``).
+- :func:`initial_model`: w₀ of a run, rebuilt from its config and seed.
+"""
+
+from ._runs import initial_model
+from .explain import explain_from_run, explain_run, plot_explanation
+from .explain_adam import (
+    Query,
+    concentration,
+    explain_adam_run,
+    plot_adam_explanation,
+    queries_from_specs,
+    query_from_spec,
+)
+from .images import QueryImage, parse_image_spec
+from .infinite_check import arora_check, infinite_check, infinite_check_plan
+from .parity_scan import explain_parity_scan
+from .thesis import PointReadout, ThesisConfig, load_thesis_config, run_thesis
+from .thick import thick_families
+from .verify import SmoothCNN, VerifyRun, kernel_motion, verify, verify_plan
+
+__all__ = [
+    "PointReadout",
+    "Query",
+    "QueryImage",
+    "SmoothCNN",
+    "ThesisConfig",
+    "VerifyRun",
+    "arora_check",
+    "concentration",
+    "explain_adam_run",
+    "explain_from_run",
+    "explain_parity_scan",
+    "explain_run",
+    "infinite_check",
+    "infinite_check_plan",
+    "initial_model",
+    "kernel_motion",
+    "load_thesis_config",
+    "parse_image_spec",
+    "plot_adam_explanation",
+    "plot_explanation",
+    "queries_from_specs",
+    "query_from_spec",
+    "run_thesis",
+    "thick_families",
+    "verify",
+    "verify_plan",
+]

@@ -1,0 +1,206 @@
+"""``jordanlab kernel explain-adam``: a real Adam run replayed with the exact recorder, one figure per query.
+
+The run is retrained from its saved config into a fresh replay directory with an
+:class:`jordanlab.kernels.AdamPathRecorder` as a step hook (same config and seed, hence the same
+batches, augmentations and weights), and each query pixel is written as a JSON report
+(f₀, f_T, Σ_i a_i, a_reg, residual, the most positive and negative training images) and a figure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jordanlab._atomic import save_figure, write_json
+from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder
+
+from ._runs import run_config, run_images, trained_model
+from .images import parse_image_spec
+
+__all__ = ["Query", "concentration", "explain_adam_run", "plot_adam_explanation", "queries_from_specs", "query_from_spec"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query pixel: ``name`` (used in file names), boundary image ``(H, W)`` in {0, 1}, its exact mask, pixel."""
+
+    name: str
+    boundary: np.ndarray
+    mask: np.ndarray | None
+    pixel: tuple[int, int]
+    source: str
+
+
+def query_from_spec(spec: str, pixel: tuple[int, int], config: object, *, size: int | None = None,
+                    seed: int = 0) -> Query:
+    """The :class:`Query` of image ``spec`` (:func:`~jordanlab.experiments.parse_image_spec`) at ``pixel``.
+
+    Its name, used in file names, is the spec with ``:`` replaced by ``-`` (a PNG: its file stem) and the
+    pixel, e.g. ``spiral-2-r10c12``.
+    """
+    img = parse_image_spec(spec, config, size=size, seed=seed)
+    r, c = (int(v) for v in pixel)
+    h, w = img.boundary.shape
+    if not (0 <= r < h and 0 <= c < w):
+        raise ValueError(f"pixel ({r}, {c}) is outside the {h}x{w} image {img.source}")
+    stem = Path(spec).stem if img.mask is None else spec.replace(":", "-")
+    return Query(f"{stem}-r{r}c{c}", img.boundary, img.mask, (r, c), img.source)
+
+
+def concentration(contributions: Tensor, fractions: Sequence[float] = (0.5, 0.9)) -> dict[str, int]:
+    """How many examples (largest |a_i| first) carry each fraction of Σ_i |a_i|.
+
+    Examples
+    --------
+    >>> concentration(torch.tensor([3.0, -1.0, 0.5, 0.5]))
+    {'n_50': 1, 'n_90': 3}
+    """
+    mag = contributions.abs().sort(descending=True).values
+    cum = mag.cumsum(0) / mag.sum().clamp_min(torch.finfo(mag.dtype).tiny)
+    return {f"n_{round(100 * f)}": int((cum < f).sum()) + 1 for f in fractions}
+
+
+def explain_adam_run(
+    run_dir: str | os.PathLike[str],
+    queries: Sequence[Query],
+    out_dir: str | os.PathLike[str],
+    *,
+    replay_dir: str | None = None,
+    quadrature: int = 2,
+    k: int = 6,
+    prefix: str = "explain-",
+    progress: bool = True,
+) -> dict:
+    """Replay the training run ``run_dir`` with an :class:`AdamPathRecorder` and write one figure + JSON per query.
+
+    The run is retrained from its saved ``config.toml`` into ``replay_dir`` (default ``OUT/replay``, which must
+    hold no checkpoint): same config and seed, hence the same batches, augmentations and weights; the final
+    weights are compared with ``run_dir``'s newest checkpoint (``weights_max_abs_diff`` in the summary).
+    Writes ``OUT/<prefix><name>.png`` and ``OUT/<prefix><name>.json`` per query and ``OUT/<prefix>summary.json``.
+    """
+    from jordanlab import data
+    from jordanlab.train import build_objective, list_checkpoints, train
+
+    run_dir, out = Path(run_dir), Path(out_dir)
+    config = run_config(run_dir)
+    if config.train.objective != "standard":
+        raise ValueError(f"run {str(run_dir)!r} uses train.objective={config.train.objective!r}; the recorder handles "
+                         "the standard objective (mean per-pixel loss plus an optional gate penalty) only")
+    replay = Path(replay_dir) if replay_dir is not None else out / "replay"
+    if list_checkpoints(replay):
+        raise ValueError(f"replay_dir {str(replay)!r} already holds checkpoints; the recording needs a fresh run")
+    n_train = config.data.n_train or data.resolve(config.data.preset).count("train")
+    objective = build_objective(config.train)
+    rec = AdamPathRecorder(
+        [torch.as_tensor(q.boundary, dtype=torch.float32)[None] for q in queries], [q.pixel for q in queries],
+        n_train, loss=config.train.loss, grad_clip=config.optim.grad_clip,
+        penalty_weight=objective.penalty_weight if config.train.gate_penalty > 0 else None, quadrature=quadrature,
+    )
+    t0 = time.perf_counter()
+    train(config, replay, progress=progress, step_hooks=[rec])
+    seconds = time.perf_counter() - t0
+    result = rec.result()
+    original, _ = trained_model(run_dir)
+    replayed, _ = trained_model(replay)
+    diff = max(float((a - b).abs().max()) for a, b in zip(original.state_dict().values(), replayed.state_dict().values()))
+    train_b, train_m, _ = run_images(config, "train", n_train)  # the un-augmented originals
+    summary = {
+        "run": str(run_dir), "replay": str(replay), "seconds": seconds, "steps": result.steps,
+        "quadrature": quadrature, "weights_max_abs_diff_vs_run": diff,
+        "step_residual_max": float(result.step_residuals.max()),
+        "step_residual_median": float(result.step_residuals.median()),
+        "step_residual_p99": float(result.step_residuals.quantile(0.99)),
+        "step_residual_aggregate": float(result.step_errors.sum() / result.update_norms.sum()),
+        "step_residual_max_at": int(result.step_residuals.argmax()),
+        "lr_at_max_step_residual": result.lrs[int(result.step_residuals.argmax())],
+        "bookkeeping_output_max": float(result.bookkeeping.abs().max()),
+        "momentum_residual_max": float(result.momentum_residuals.max()),
+        "gradient_residual_max": float(np.nanmax(result.gradient_residuals.numpy())),
+        "clipped_steps": int((result.clip_factors < 1).sum()),
+        "queries": [],
+    }
+    contrib = result.contributions.cpu()
+    summary["contribution_correlation"] = torch.corrcoef(contrib).tolist() if len(queries) > 1 else [[1.0]]
+    for j, q in enumerate(queries):
+        report = _query_report(result, j, q, k)
+        summary["queries"].append({key: report[key] for key in ("name", "f0", "fT", "sum_a", "a_reg", "relative_residual")})
+        write_json(out / f"{prefix}{q.name}.json", {**report, "run": str(run_dir), "steps": result.steps,
+                                                     "quadrature": quadrature})
+        plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png",
+                              title=f"{run_dir.name} (real Adam run, exact path decomposition): {q.source}")
+    write_json(out / f"{prefix}summary.json", summary)
+    return summary
+
+
+def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> dict:
+    a = result.contributions[j].cpu()
+    order = torch.argsort(a)
+    f0, ft = float(result.initial[j]), float(result.final[j])
+    return {
+        "name": q.name, "source": q.source, "pixel": list(q.pixel), "shape": list(q.boundary.shape),
+        "label": None if q.mask is None else int(q.mask[q.pixel]),
+        "f0": f0, "fT": ft, "change": ft - f0, "sum_a": float(a.sum()), "a_reg": float(result.regulariser[j]),
+        "residual": float(result.residual[j]), "relative_residual": float(result.relative_residual[j]),
+        "bookkeeping": float(result.bookkeeping[j]),
+        "sum_positive": float(a.clamp_min(0).sum()), "sum_negative": float(a.clamp_max(0).sum()),
+        "sum_abs": float(a.abs().sum()), "n_positive": int((a > 0).sum()), "n_negative": int((a < 0).sum()),
+        **concentration(a),
+        "top_positive": [{"index": int(i), "a": float(a[i])} for i in order.flip(0)[:k].tolist()],
+        "top_negative": [{"index": int(i), "a": float(a[i])} for i in order[:k].tolist()],
+        "contributions": [round(float(v), 9) for v in a.tolist()],
+    }
+
+
+def plot_adam_explanation(report: dict, query: Query, train_b: np.ndarray, train_m: np.ndarray,
+                          path: str | os.PathLike[str], *, title: str = "") -> None:
+    """Query (pixel circled) and its top ±k training images (un-augmented originals, mask shaded), saved atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(report["top_positive"])
+    fig, axes = plt.subplots(2, k + 1, figsize=(1.8 * (k + 1), 4.3), squeeze=False)
+
+    def show(ax, b, m):
+        img = np.where(b > 0, 0.0, np.where(m > 0, 0.75, 1.0)) if m is not None else 1.0 - b
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+
+    r, c = query.pixel
+    show(axes[0, 0], query.boundary, query.mask)
+    axes[0, 0].plot([c], [r], marker="o", color="red", markersize=7, markerfacecolor="none", markeredgewidth=2)
+    axes[0, 0].set_title(f"{query.name} ({r},{c})\nf: {report['f0']:.2f} → {report['fT']:.2f}", fontsize=8)
+    axes[1, 0].axis("off")
+    axes[1, 0].text(0.0, 0.5,
+                    f"Σa_i = {report['sum_a']:+.2f}\na_reg = {report['a_reg']:+.2f}\n"
+                    f"rel. residual {report['relative_residual']:.1e}\n"
+                    f"Σ|a_i| = {report['sum_abs']:.1f}\n50% of Σ|a|: {report['n_50']} ex.\n90%: {report['n_90']} ex.\n"
+                    f"top row: +, bottom: −", fontsize=7.5, va="center")
+    for row, key in ((0, "top_positive"), (1, "top_negative")):
+        for col, item in enumerate(report[key]):
+            ax = axes[row, col + 1]
+            show(ax, train_b[item["index"]], train_m[item["index"]])
+            ax.set_title(f"#{item['index']}: {item['a']:+.3f}", fontsize=8, color="darkred" if row == 0 else "navy")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8.5)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def queries_from_specs(run_dir: str | os.PathLike[str], specs: Sequence[str], pixels: Sequence[tuple[int, int]], *,
+                       size: int | None = None, seed: int = 0) -> list[Query]:
+    """One :func:`query_from_spec` per ``(spec, pixel)`` pair, for the run ``run_dir``."""
+    if len(specs) != len(pixels):
+        raise ValueError(f"specs and pixels must come in pairs, got {len(specs)} and {len(pixels)}")
+    config = run_config(run_dir)
+    return [query_from_spec(s, p, config, size=size, seed=seed) for s, p in zip(specs, pixels)]
