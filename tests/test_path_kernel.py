@@ -198,7 +198,10 @@ def test_verify_quick_writes_json_and_meets_targets(tmp_path):
         assert {"mode", "optimizer", "lr", "dtype", "steps", "relative_residual"} <= run.keys()
     exact = [r for r in result["runs"] if r["mode"] == "exact"]
     assert {(r["optimizer"], r["dtype"]) for r in exact} == {("gd", "float32"), ("gd", "float64"),
-                                                            ("sgd", "float32"), ("sgd", "float64")}
+                                                            ("sgd", "float32"), ("sgd", "float64"),
+                                                            ("adam", "float64"), ("ranger", "float64")}
+    ranger = next(r for r in exact if r["optimizer"] == "ranger")
+    assert ranger["rectified_steps"] < ranger["steps"] and ranger["replay_residual"] <= 1e-14  # un-rectified start
     for r in exact:
         assert r["relative_residual"] <= (1e-9 if r["dtype"] == "float64" else 1e-4), r
     tangent = sorted((r for r in result["runs"] if r["mode"] == "tangent"), key=lambda r: r["lr"])
