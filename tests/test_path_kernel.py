@@ -210,3 +210,22 @@ def test_verify_quick_writes_json_and_meets_targets(tmp_path):
     assert lrs[-1] / lrs[0] >= 10 and res == sorted(res)
     assert 0.5 <= (res[-1] / res[0]) / (lrs[-1] / lrs[0]) <= 2.0  # first order in lr
     assert len(result["kernel_motion"]) >= 2
+
+
+def test_kink_splitting_makes_relu_sgd_exact():
+    """The ReLU local-cnn crosses kinks inside GD steps: fixed nodes leave ~1e-4, split pieces ~1e-15."""
+    from jordanlab.models import build
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 1, 10, 10, generator=g, dtype=torch.float64) < 0.3).double()
+    y = (torch.rand(6, 1, 10, 10, generator=g, dtype=torch.float64) < 0.5).double()
+    res = {}
+    for kinks in (False, True):
+        torch.manual_seed(0)
+        net = build("local-cnn", width=4, depth=3, norm="none").double()
+        r = path_decomposition(net, x, y, x[:2], lr=0.5, steps=6, batch_size=3, pixels=[(4, 4), (6, 2)], kinks=kinks)
+        res[kinks] = r.relative_residual
+    assert r.pieces.shape == (6, 2) and int(r.pieces.max()) > 1  # some step was split
+    assert res[True] <= 1e-9 and res[False] > 100 * res[True]
+    with pytest.raises(ValueError, match="kinks=True needs mode='exact'"):
+        path_decomposition(net, x, y, x[:1], lr=0.1, steps=1, pixels=[(0, 0)], mode="tangent", kinks=True)
