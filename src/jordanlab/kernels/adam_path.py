@@ -24,8 +24,10 @@ steps after it was seen.
 Two residuals are reported, never tuned: the per-step bookkeeping residual
 ||Σ_i Δw_{t,i} + Δw_{t,reg} − (w_{t+1} − w_t)|| / ||w_{t+1} − w_t|| (float rounding of the run itself:
 ~1e-7 for a float32 run, ~1e-15 in float64), and the output residual
-f_T − f_0 − Σ_i a_i − a_reg (the quadrature error at ReLU kinks crossed inside a step, plus the
-bookkeeping part, which is reported separately).
+f_T − f_0 − Σ_i a_i − a_reg (the bookkeeping part, reported separately, plus the quadrature error:
+float rounding when each segment is split at the query's ReLU/max-pool kinks, ``kinks=True``, the
+default; the O(kink) error of fixed nodes straddling them with ``kinks=False``). For Ranger see
+``kernels.ranger_path``.
 """
 
 from __future__ import annotations
