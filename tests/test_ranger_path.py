@@ -168,3 +168,27 @@ def test_segment_average_is_exact_for_random_relu_maxpool_nets(seed, scale):
     dflat = torch.cat([v.reshape(-1) for v in d.values()])
     assert abs(change - float(gbar @ dflat)) <= 1e-12 * max(abs(change), 1e-3)
     assert info.unresolved == 0
+
+
+def test_explain_adam_replays_a_real_ranger_unet_run_exactly(tmp_path):
+    """A Ranger + BatchNorm U-Net trained by `jordanlab train`, replayed: same weights, output change accounted for."""
+    import json
+
+    from jordanlab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "configs/quick-unet.toml", "--out", str(run), "--device", "cpu", "--quiet",
+                 "--set", "data.n_train=6", "--set", "data.n_val=0", "--set", "train.epochs=2",
+                 "--set", "train.batch_size=3", "--set", "model.kwargs.width=2", "--set", "model.kwargs.depth=2"]) == 0
+    out = tmp_path / "explain"
+    assert main(["kernel", "explain-adam", str(run), "--image", "0", "--pixel", "16,16", "--out", str(out),
+                 "--quiet"]) == 0
+    summary = json.loads((out / "explain-summary.json").read_text())
+    assert summary["optimizer"] == "ranger" and summary["steps"] == 4
+    assert summary["weights_max_abs_diff_vs_run"] == 0.0  # the replay is the run
+    assert summary["rectified_steps"] == 0  # 4 steps: all un-rectified (RAdam's start)
+    q = summary["queries"][0]
+    assert q["a_bn"] != 0.0  # the running statistics moved the eval-mode query
+    change = q["fT"] - q["f0"]
+    # a float32 run: the per-example gradients recomputed in float32 sum to the run's up to rounding
+    assert abs(q["sum_a"] + q["a_reg"] + q["a_bn"] - change) <= 1e-4 * abs(change) + 1e-6

@@ -128,8 +128,8 @@ class RangerPathDecomposition:
         Σ_t ḡ_t · (Δw_t − Σ_i Δw_{t,i} − Δw_{t,reg}).
     step_residuals : Tensor of shape (T,)
         ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| / max(||Δw_t||, ||split||), against the real optimizer's step.
-    step_errors, weight_norms : Tensor of shape (T,)
-        ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t|| and ||w_t||: the optimizer rounds w_t to the weights' precision
+    step_errors, weight_norms, update_norms : Tensor of shape (T,)
+        ||Σ_i Δw_{t,i} + Δw_{t,reg} − Δw_t||, ||w_t|| and ||Δw_t||: the optimizer rounds w_t to the weights' precision
         (ε||w_t|| per operation), so a step much smaller than the weights has a relative residual far above ε
         while its error stays at a few ε||w_t||, the rounding of the run itself.
     momentum_residuals, gradient_residuals, slow_residuals : Tensor of shape (T,)
@@ -155,6 +155,7 @@ class RangerPathDecomposition:
     step_residuals: Tensor
     step_errors: Tensor
     weight_norms: Tensor
+    update_norms: Tensor
     momentum_residuals: Tensor
     gradient_residuals: Tensor
     slow_residuals: Tensor
@@ -383,6 +384,7 @@ class RangerPathRecorder(AdamPathRecorder):
             initial=self.initial.clone(), final=final, contributions=self.contrib.clone(), regulariser=self.reg.clone(),
             batchnorm=self.bn.clone(), residual=residual, bookkeeping=self.book.clone(),
             step_residuals=as_t(self.step_res), step_errors=as_t(self.step_err), weight_norms=as_t(self.w_norm),
+            update_norms=as_t(self.step_norm),
             momentum_residuals=as_t(self.mom_res),
             gradient_residuals=as_t(self.grad_res), slow_residuals=as_t(self.slow_res), replay_residual=replay,
             rectified=as_t(self.rect, torch.bool), synced=as_t(self.sync, torch.bool), step_sizes=as_t(self.sizes_t),
