@@ -58,13 +58,20 @@ def test_thesis_toml_errors_name_the_file(tmp_path):
 
 def test_verify_plan_is_data_and_checks_its_fields():
     full = verify_plan()
-    assert [r.model for r in full].count("local-cnn-relu") == 1 and all(r.lr * r.steps == pytest.approx(2.0)
-                                                                       for r in full if r.mode == "tangent")
+    assert all(r.lr * r.steps == pytest.approx(2.0) for r in full if r.mode == "tangent")
+    relu = {(r.optimizer, r.model, r.kinks) for r in full if r.model != "smooth"}
+    assert {("gd", "local-cnn-relu", False), ("gd", "local-cnn-relu", True), ("gd", "unet-relu", True),
+            ("adam", "local-cnn-relu", True), ("ranger", "local-cnn-relu", True), ("ranger", "unet-bn", True)} <= relu
+    assert {r.optimizer for r in full if r.mode == "exact"} == {"gd", "sgd", "adam", "ranger"}
     assert not any(r.model != "smooth" for r in verify_plan(quick=True))
     with pytest.raises(ValueError, match="mode"):
         VerifyRun("flow", "gd", 0.1, "float64", 3)
     with pytest.raises(ValueError, match="steps"):
         VerifyRun("exact", "gd", 0.1, "float64", 0)
+    with pytest.raises(ValueError, match="exact mode only"):
+        VerifyRun("tangent", "ranger", 0.1, "float64", 3)
+    with pytest.raises(ValueError, match="Ranger recorder only"):
+        VerifyRun("exact", "adam", 0.1, "float64", 3, model="unet-bn", kinks=True)
 
 
 def test_old_kernel_names_resolve_lazily_without_importing_experiments_first():

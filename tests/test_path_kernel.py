@@ -198,7 +198,10 @@ def test_verify_quick_writes_json_and_meets_targets(tmp_path):
         assert {"mode", "optimizer", "lr", "dtype", "steps", "relative_residual"} <= run.keys()
     exact = [r for r in result["runs"] if r["mode"] == "exact"]
     assert {(r["optimizer"], r["dtype"]) for r in exact} == {("gd", "float32"), ("gd", "float64"),
-                                                            ("sgd", "float32"), ("sgd", "float64")}
+                                                            ("sgd", "float32"), ("sgd", "float64"),
+                                                            ("adam", "float64"), ("ranger", "float64")}
+    ranger = next(r for r in exact if r["optimizer"] == "ranger")
+    assert ranger["rectified_steps"] < ranger["steps"] and ranger["replay_residual"] <= 1e-14  # un-rectified start
     for r in exact:
         assert r["relative_residual"] <= (1e-9 if r["dtype"] == "float64" else 1e-4), r
     tangent = sorted((r for r in result["runs"] if r["mode"] == "tangent"), key=lambda r: r["lr"])
@@ -207,3 +210,22 @@ def test_verify_quick_writes_json_and_meets_targets(tmp_path):
     assert lrs[-1] / lrs[0] >= 10 and res == sorted(res)
     assert 0.5 <= (res[-1] / res[0]) / (lrs[-1] / lrs[0]) <= 2.0  # first order in lr
     assert len(result["kernel_motion"]) >= 2
+
+
+def test_kink_splitting_makes_relu_sgd_exact():
+    """The ReLU local-cnn crosses kinks inside GD steps: fixed nodes leave ~1e-4, split pieces ~1e-15."""
+    from jordanlab.models import build
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 1, 10, 10, generator=g, dtype=torch.float64) < 0.3).double()
+    y = (torch.rand(6, 1, 10, 10, generator=g, dtype=torch.float64) < 0.5).double()
+    res = {}
+    for kinks in (False, True):
+        torch.manual_seed(0)
+        net = build("local-cnn", width=4, depth=3, norm="none").double()
+        r = path_decomposition(net, x, y, x[:2], lr=0.5, steps=6, batch_size=3, pixels=[(4, 4), (6, 2)], kinks=kinks)
+        res[kinks] = r.relative_residual
+    assert r.pieces.shape == (6, 2) and int(r.pieces.max()) > 1  # some step was split
+    assert res[True] <= 1e-9 and res[False] > 100 * res[True]
+    with pytest.raises(ValueError, match="kinks=True needs mode='exact'"):
+        path_decomposition(net, x, y, x[:1], lr=0.1, steps=1, pixels=[(0, 0)], mode="tangent", kinks=True)

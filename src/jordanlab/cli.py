@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     kernel = sub.add_parser("kernel", help="the kernel lens: tangent, path and infinite-width kernels").add_subparsers(
         dest="kernel_command", required=True, metavar="SUBCOMMAND")
     p = command(kernel, "verify", _cmd_kernel_verify,
-                "check the exact kernel-machine decomposition of (S)GD runs; write verify.json and plots")
+                "check the exact kernel-machine decomposition of (S)GD, Adam and Ranger runs (smooth and ReLU); write verify.json and plots")
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="fewer steps and learning rates")
     quiet(p)

@@ -1,7 +1,9 @@
-"""``jordanlab kernel explain-adam``: a real Adam run replayed with the exact recorder, one figure per query.
+"""``jordanlab kernel explain-adam``: a real Adam or Ranger run replayed with the exact recorder, one figure per query.
 
 The run is retrained from its saved config into a fresh replay directory with an
-:class:`jordanlab.kernels.AdamPathRecorder` as a step hook (same config and seed, hence the same
+:class:`jordanlab.kernels.AdamPathRecorder` (``optim.name = "adam"``) or
+:class:`jordanlab.kernels.RangerPathRecorder` (``"ranger"``; BatchNorm's running statistics are the
+reported term ``a_bn``) as a step hook (same config and seed, hence the same
 batches, augmentations and weights), and each query pixel is written as a JSON report
 (f₀, f_T, Σ_i a_i, a_reg, residual, the most positive and negative training images) and a figure.
 """
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from jordanlab._atomic import save_figure, write_json
-from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder
+from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder, RangerPathRecorder
 
 from ._runs import run_config, run_images, trained_model
 from .images import parse_image_spec
@@ -98,7 +100,9 @@ def explain_adam_run(
         raise ValueError(f"replay_dir {str(replay)!r} already holds checkpoints; the recording needs a fresh run")
     n_train = config.data.n_train or data.resolve(config.data.preset).count("train")
     objective = build_objective(config.train)
-    rec = AdamPathRecorder(
+    ranger = config.optim.name == "ranger"
+    recorder = RangerPathRecorder if ranger else AdamPathRecorder  # Ranger: RAdam + Lookahead, term for term
+    rec = recorder(
         [torch.as_tensor(q.boundary, dtype=torch.float32)[None] for q in queries], [q.pixel for q in queries],
         n_train, loss=config.train.loss, grad_clip=config.optim.grad_clip,
         penalty_weight=objective.penalty_weight if config.train.gate_penalty > 0 else None, quadrature=quadrature,
@@ -124,17 +128,24 @@ def explain_adam_run(
         "momentum_residual_max": float(result.momentum_residuals.max()),
         "gradient_residual_max": float(np.nanmax(result.gradient_residuals.numpy())),
         "clipped_steps": int((result.clip_factors < 1).sum()),
-        "queries": [],
+        "optimizer": config.optim.name, "queries": [],
     }
+    if ranger:
+        summary.update(replay_residual=result.replay_residual, slow_residual_max=float(result.slow_residuals.max()),
+                       rectified_steps=int(result.rectified.sum()), lookahead_syncs=int(result.synced.sum()))
+    if result.pieces is not None:
+        summary.update(pieces_per_step_mean=float(result.pieces.double().mean()), unresolved_pieces=result.unresolved)
     contrib = result.contributions.cpu()
     summary["contribution_correlation"] = torch.corrcoef(contrib).tolist() if len(queries) > 1 else [[1.0]]
     for j, q in enumerate(queries):
         report = _query_report(result, j, q, k)
-        summary["queries"].append({key: report[key] for key in ("name", "f0", "fT", "sum_a", "a_reg", "relative_residual")})
+        summary["queries"].append({key: report[key] for key in ("name", "f0", "fT", "sum_a", "a_reg", "a_bn",
+                                                                "relative_residual")})
         write_json(out / f"{prefix}{q.name}.json", {**report, "run": str(run_dir), "steps": result.steps,
                                                      "quadrature": quadrature})
         plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png",
-                              title=f"{run_dir.name} (real Adam run, exact path decomposition): {q.source}")
+                              title=f"{run_dir.name} (real {'Ranger' if ranger else 'Adam'} run, exact path decomposition): "
+                                    f"{q.source}")
     write_json(out / f"{prefix}summary.json", summary)
     return summary
 
@@ -147,6 +158,7 @@ def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> di
         "name": q.name, "source": q.source, "pixel": list(q.pixel), "shape": list(q.boundary.shape),
         "label": None if q.mask is None else int(q.mask[q.pixel]),
         "f0": f0, "fT": ft, "change": ft - f0, "sum_a": float(a.sum()), "a_reg": float(result.regulariser[j]),
+        "a_bn": float(result.batchnorm[j]) if hasattr(result, "batchnorm") else 0.0,
         "residual": float(result.residual[j]), "relative_residual": float(result.relative_residual[j]),
         "bookkeeping": float(result.bookkeeping[j]),
         "sum_positive": float(a.clamp_min(0).sum()), "sum_negative": float(a.clamp_max(0).sum()),

@@ -126,15 +126,21 @@ class VerifyRun:
     ----------
     mode : {"tangent", "exact"}
         ḡ_s at w_s (Domingos' tangent kernel: residual O(lr)) or averaged along each step (exact).
-    optimizer : {"gd", "sgd"}
-        Full batch, or batches of ``max(2, n_train // 3)``.
+    optimizer : {"gd", "sgd", "adam", "ranger"}
+        Full batch, or batches of ``max(2, n_train // 3)`` (SGD, and the real ``torch.optim.Adam`` and
+        ``pytorch_optimizer.Ranger`` recorded by :class:`~jordanlab.kernels.AdamPathRecorder` /
+        :class:`~jordanlab.kernels.RangerPathRecorder`; exact mode only).
     lr : float
     dtype : {"float32", "float64"}
     steps : int
-    model : {"smooth", "local-cnn-relu"}
+    model : {"smooth", "local-cnn-relu", "unet-relu", "unet-bn"}
         :class:`SmoothCNN` at the plan's width and depth (NTK parameterization), or the registry's
-        ``local-cnn`` (width 4, depth 4, no norm, ReLU): ReLU kinks crossed inside a step break the
-        smoothness the quadrature needs, so its residual is reported, not asserted.
+        ``local-cnn`` (width 4, depth 4, no norm, ReLU), ``unet`` (width 4, depth 3, no norm, ReLU and
+        max-pool) or ``unet`` with BatchNorm (width 2, depth 2; Ranger only: its running statistics are a
+        reported term).
+    kinks : bool
+        Split each step's segment at the query's ReLU/max-pool kinks (``kernels._segments``); without it
+        fixed Gauss–Legendre nodes straddle the kinks and the ReLU residuals stay at 1e-5…1e-3.
     """
 
     mode: str
@@ -143,15 +149,23 @@ class VerifyRun:
     dtype: str
     steps: int
     model: str = "smooth"
+    kinks: bool = False
 
     def __post_init__(self) -> None:
-        for key, value, allowed in (("mode", self.mode, ("tangent", "exact")), ("optimizer", self.optimizer, ("gd", "sgd")),
+        for key, value, allowed in (("mode", self.mode, ("tangent", "exact")),
+                                    ("optimizer", self.optimizer, ("gd", "sgd", "adam", "ranger")),
                                     ("dtype", self.dtype, ("float32", "float64")),
-                                    ("model", self.model, ("smooth", "local-cnn-relu"))):
+                                    ("model", self.model, ("smooth", "local-cnn-relu", "unet-relu", "unet-bn"))):
             if value not in allowed:
                 raise ValueError(f"VerifyRun.{key} must be one of {allowed}, got {value!r}")
         if not (isinstance(self.steps, int) and self.steps > 0) or not self.lr > 0:
             raise ValueError(f"VerifyRun needs steps > 0 and lr > 0, got steps={self.steps!r}, lr={self.lr!r}")
+        if self.optimizer in ("adam", "ranger") and self.mode != "exact":
+            raise ValueError(f"VerifyRun.optimizer={self.optimizer!r} is recorded in exact mode only")
+        if self.kinks and self.mode != "exact":
+            raise ValueError("VerifyRun.kinks needs mode='exact'")
+        if self.model == "unet-bn" and self.optimizer != "ranger":
+            raise ValueError("VerifyRun.model='unet-bn' is checked with the Ranger recorder only")
 
 
 def _training_time(quick: bool) -> float:
@@ -165,22 +179,35 @@ def verify_plan(quick: bool = False) -> list[VerifyRun]:
     - tangent mode, GD, float64, at a fixed training time lr·steps (0.8 quick, 2.0 full), lr over a 10×
       range: the relative residual should fall ~linearly with lr (the approximation is first order in lr);
     - exact mode, GD and SGD, float32 and float64, lr 0.2: relative residual ≤ 1e-4 / ≤ 1e-9;
-    - full plan only: exact mode on the ReLU ``local-cnn``, lr 0.05 (reported, not asserted).
+    - exact mode, the real Adam (lr 0.01) and Ranger (lr 0.01) on the smooth CNN, float64, each piece
+      checked by the fundamental theorem of calculus (an Adam step is large enough that 3 fixed nodes
+      leave 4e-12);
+    - full plan only: exact GD on the ReLU ``local-cnn`` (lr 0.05) with fixed nodes and split at its kinks,
+      on the ReLU/max-pool U-Net split at kinks, and Adam and Ranger on the ReLU ``local-cnn`` (kinks),
+      Ranger on a BatchNorm U-Net (kinks; the running statistics a separate term).
 
     Examples
     --------
     >>> [(r.mode, r.lr, r.steps) for r in verify_plan(quick=True)][:3]
     [('tangent', 0.4, 2), ('tangent', 0.2, 4), ('tangent', 0.04, 20)]
     >>> len(verify_plan(quick=True)), len(verify_plan())
-    (7, 9)
+    (9, 18)
     """
     time_t = _training_time(quick)
     lrs = [0.4, 0.2, 0.04] if quick else [0.4, 0.2, 0.1, 0.04]
     exact_steps = 4 if quick else 20
     plan = [VerifyRun("tangent", "gd", lr, "float64", round(time_t / lr)) for lr in lrs]
     plan += [VerifyRun("exact", opt, 0.2, dt, exact_steps) for opt in ("gd", "sgd") for dt in ("float32", "float64")]
+    plan += [VerifyRun("exact", opt, 0.01, "float64", exact_steps, kinks=True) for opt in ("adam", "ranger")]
     if not quick:
-        plan.append(VerifyRun("exact", "gd", 0.05, "float64", exact_steps, model="local-cnn-relu"))
+        plan += [VerifyRun("exact", "gd", 0.05, "float64", exact_steps, model="local-cnn-relu"),
+                 VerifyRun("exact", "gd", 0.05, "float64", exact_steps, model="local-cnn-relu", kinks=True),
+                 VerifyRun("exact", "sgd", 0.05, "float64", exact_steps, model="local-cnn-relu", kinks=True),
+                 VerifyRun("exact", "gd", 0.05, "float64", exact_steps, model="unet-relu"),
+                 VerifyRun("exact", "gd", 0.05, "float64", exact_steps, model="unet-relu", kinks=True),
+                 VerifyRun("exact", "adam", 0.01, "float64", exact_steps, model="local-cnn-relu", kinks=True),
+                 VerifyRun("exact", "ranger", 0.01, "float64", exact_steps, model="local-cnn-relu", kinks=True),
+                 VerifyRun("exact", "ranger", 0.01, "float64", exact_steps, model="unet-bn", kinks=True)]
     return plan
 
 
@@ -192,6 +219,12 @@ def _network(spec: VerifyRun, width: int, depth: int) -> tuple[nn.Module, str]:
         from jordanlab.models import build
 
         return build("local-cnn", width=4, depth=4, norm="none").to(dtype), "local-cnn-w4-d4-relu"
+    if spec.model in ("unet-relu", "unet-bn"):
+        from jordanlab.models import build
+
+        if spec.model == "unet-bn":
+            return build("unet", width=2, depth=2, norm="batch").to(dtype), "unet-w2-d2-batchnorm-relu"
+        return build("unet", width=4, depth=3, norm="none").to(dtype), "unet-w4-d3-relu"
     return SmoothCNN(width=width, depth=depth).to(dtype), f"smooth-cnn-w{width}-d{depth}"
 
 
@@ -202,11 +235,63 @@ def _check(spec: VerifyRun, x: Tensor, y: Tensor, q: Tensor, pixels: list[tuple[
     dtype = next(net.parameters()).dtype
     n_train = x.shape[0]
     bs = None if spec.optimizer == "gd" else max(2, n_train // 3)
-    r = path_decomposition(net, x.to(dtype), y.to(dtype), q.to(dtype), lr=spec.lr, steps=spec.steps,
-                           batch_size=bs, mode=spec.mode, pixels=pixels)
     row = {k: v for k, v in dataclasses.asdict(spec).items() if k != "model"}
-    return {**row, "relative_residual": r.relative_residual, "model": name,
-            "batch_size": bs if bs is not None else n_train, "max_abs_change": float((r.final - r.initial).abs().max())}
+    t0 = time.perf_counter()
+    if spec.optimizer in ("adam", "ranger"):
+        extra, initial, final, residual = _recorded(spec, net, x.to(dtype), y.to(dtype), q.to(dtype), pixels, bs)
+    else:
+        r = path_decomposition(net, x.to(dtype), y.to(dtype), q.to(dtype), lr=spec.lr, steps=spec.steps,
+                               batch_size=bs, mode=spec.mode, pixels=pixels, kinks=spec.kinks)
+        initial, final, residual = r.initial, r.final, r.residual
+        extra = {} if r.pieces is None else {"pieces_per_step_max": int(r.pieces.max()),
+                                             "pieces_per_step_mean": float(r.pieces.double().mean())}
+    change = (final - initial).abs().max()
+    rel = float(residual.abs().max() / change.clamp_min(torch.finfo(change.dtype).tiny))
+    return {**row, "relative_residual": rel, "model": name, "batch_size": bs if bs is not None else n_train,
+            "max_abs_change": float(change), "seconds": round(time.perf_counter() - t0, 1), **extra}
+
+
+def _recorded(spec: VerifyRun, net: nn.Module, x: Tensor, y: Tensor, q: Tensor, pixels: list[tuple[int, int]],
+              bs: int | None) -> tuple[dict[str, Any], Tensor, Tensor, Tensor]:
+    """Train ``net`` with the real Adam or Ranger (the trainer's step: mean BCE, backward, step) under the
+    matching recorder; the row's extra fields and (initial, final, residual)."""
+    from jordanlab.kernels import AdamPathRecorder, RangerPathRecorder
+    from jordanlab.kernels.path import _batches
+
+    if spec.optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=spec.lr, betas=(0.9, 0.999))
+        rec = AdamPathRecorder(list(q), pixels, x.shape[0], kinks=spec.kinks, quadrature=3)
+    else:
+        from pytorch_optimizer import Ranger
+
+        opt = Ranger(net.parameters(), lr=spec.lr)  # as train.optim.build_optimizer: k 6, alpha 0.5, GC on
+        rec = RangerPathRecorder(list(q), pixels, x.shape[0], kinks=spec.kinks, quadrature=3)
+    net.train()
+    rec.bind(net, opt)
+    for idx in _batches(x.shape[0], bs, spec.steps, seed=0):
+        rec.before_step(idx, x[idx], y[idx])
+        opt.zero_grad(set_to_none=True)
+        nn.functional.binary_cross_entropy_with_logits(net(x[idx]), y[idx]).backward()
+        opt.step()
+        rec.after_step()
+    r = rec.result()
+    eps = torch.finfo(torch.float64).eps
+    extra: dict[str, Any] = {"step_error_max_over_eps_weights": float((r.step_errors / (eps * r.weight_norms)).max())
+                             if spec.optimizer == "ranger" else None,
+                             "step_residual_max": float(r.step_residuals.max()),
+                             "momentum_residual_max": float(r.momentum_residuals.max()),
+                             "regulariser_max_abs": float(r.regulariser.abs().max())}
+    if spec.optimizer == "ranger":
+        extra.update(replay_residual=r.replay_residual, slow_residual_max=float(r.slow_residuals.max()),
+                     rectified_steps=int(r.rectified.sum()), lookahead_syncs=int(r.synced.sum()),
+                     batchnorm_max_abs=float(r.batchnorm.abs().max()))
+        residual = r.residual
+    else:
+        residual = r.residual
+    if r.pieces is not None:
+        extra.update(pieces_per_step_max=int(r.pieces.max()), pieces_per_step_mean=float(r.pieces.double().mean()),
+                     unresolved_pieces=r.unresolved)
+    return extra, r.initial, r.final, residual
 
 
 def verify(out_dir: str | os.PathLike[str], *, quick: bool = False, progress: bool = True,
@@ -267,11 +352,12 @@ def _plot(result: dict[str, Any], path: Path) -> None:
         lr0, r0 = tan[0]["lr"], tan[0]["relative_residual"]
         lrs = [r["lr"] for r in tan]
         ax.loglog(lrs, [r0 * lr / lr0 for lr in lrs], "k:", label="∝ lr")
-    markers = {"gd": "s", "sgd": "^"}
+    markers = {"gd": "s", "sgd": "^", "adam": "D", "ranger": "*"}
     for r in result["runs"]:
         if r["mode"] == "exact":
-            label = f"exact, {r['optimizer']}, {r['dtype']}" + ("" if r["model"].startswith("smooth") else " (ReLU)")
-            ax.loglog([r["lr"]], [max(r["relative_residual"], tiny)], markers[r["optimizer"]], label=label)
+            label = (f"exact, {r['optimizer']}, {r['dtype']}" + ("" if r["model"].startswith("smooth") else
+                     f" ({r['model'].split('-w')[0]} ReLU{', kinks split' if r.get('kinks') else ''})"))
+            ax.loglog([r["lr"]], [max(r["relative_residual"], tiny)], markers.get(r["optimizer"], "o"), label=label)
     if tan:
         ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
         ax.minorticks_off()

@@ -4,7 +4,9 @@
 - :func:`path_decomposition`, :class:`PathRecorder`: Domingos' exact path-kernel decomposition of an
   (S)GD run, f(w_T, x) = f(w_0, x) + Σ_i contributions_i (+ a floating-point residual);
   :func:`per_example_loss` and :data:`LOSSES` name the losses it differentiates.
-- :class:`AdamPathRecorder`: the same bookkeeping for a real Adam run (:func:`check_adam`).
+- :class:`AdamPathRecorder`: the same bookkeeping for a real Adam run (:func:`check_adam`);
+  :class:`RangerPathRecorder` for a real ``pytorch_optimizer.Ranger`` run (:func:`check_ranger`), both exact
+  across ReLU/max-pool kinks (``kernels._segments``).
 - :func:`checkpoint_path_kernel`: the TracInCP approximation Σ_c η_c ∇f(w_c, x)·∇f(w_c, x').
 - :func:`explain`, :func:`input_similarity`, :func:`nearest_training_images`, :func:`similarity_shift`:
   attribution of one output pixel to training images, and Charpiat et al.'s normalized tangent kernel.
@@ -23,6 +25,7 @@ from .attribution import Explanation, explain, input_similarity, nearest_trainin
 from .checkpoint import CheckpointPathKernel, checkpoint_path_kernel
 from .infinite import NTKConv2d, NTKLinear, cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence
 from .path import LOSSES, PathDecomposition, PathRecorder, path_decomposition, per_example_loss
+from .ranger_path import RangerPathDecomposition, RangerPathRecorder, check_ranger
 from .regression import (
     discrete_gradient_descent_mse,
     gradient_descent_mse,
@@ -34,7 +37,7 @@ from .tangent import DEFAULT_NTK_METHOD, NtkMethod, tangent_kernel
 __all__ = [
     "DEFAULT_NTK_METHOD", "LOSSES", "PIXEL_LOSSES", "AdamPathDecomposition", "AdamPathRecorder",
     "CheckpointPathKernel", "Explanation", "NTKConv2d", "NTKLinear", "NtkMethod", "PathDecomposition",
-    "PathRecorder", "check_adam", "checkpoint_path_kernel", "cnn_kernels", "discrete_gradient_descent_mse",
+    "PathRecorder", "RangerPathDecomposition", "RangerPathRecorder", "check_adam", "check_ranger", "checkpoint_path_kernel", "cnn_kernels", "discrete_gradient_descent_mse",
     "explain", "gradient_descent_mse", "input_similarity", "kernel_regression", "kernel_regression_min_ridge",
     "mlp_kernels", "nearest_training_images", "ntk_cnn", "ntk_mlp", "path_decomposition", "per_example_loss",
     "similarity_shift", "tangent_kernel", "width_convergence",

@@ -24,8 +24,10 @@ steps after it was seen.
 Two residuals are reported, never tuned: the per-step bookkeeping residual
 ||Σ_i Δw_{t,i} + Δw_{t,reg} − (w_{t+1} − w_t)|| / ||w_{t+1} − w_t|| (float rounding of the run itself:
 ~1e-7 for a float32 run, ~1e-15 in float64), and the output residual
-f_T − f_0 − Σ_i a_i − a_reg (the quadrature error at ReLU kinks crossed inside a step, plus the
-bookkeeping part, which is reported separately).
+f_T − f_0 − Σ_i a_i − a_reg (the bookkeeping part, reported separately, plus the quadrature error:
+float rounding when each segment is split at the query's ReLU/max-pool kinks, ``kinks=True``, the
+default; the O(kink) error of fixed nodes straddling them with ``kinks=False``). For Ranger see
+``kernels.ranger_path``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from jordanlab.models.protocols import GatedModel
 from jordanlab.train.losses import TRAIN_LOSSES, elementwise_loss
 
 from . import _functional as F
+from ._segments import SegmentQuadrature
 
 __all__ = ["AdamPathDecomposition", "AdamPathRecorder", "check_adam", "PIXEL_LOSSES"]
 
@@ -104,7 +107,12 @@ class AdamPathDecomposition:
         c_t.
     lrs : list of float
     quadrature : int
-        Gauss–Legendre nodes per step.
+        Gauss–Legendre nodes per step (per piece with kink splitting).
+    pieces, kinks : Tensor of shape (T, Q), optional
+        With kink splitting: the pieces of constant activation pattern each step's segment was split into,
+        and the pattern changes located, per query (``None`` without kink splitting).
+    unresolved : int
+        Pieces that failed the fundamental-theorem check after every refinement (see ``kernels._segments``).
     """
 
     initial: Tensor
@@ -121,6 +129,9 @@ class AdamPathDecomposition:
     clip_factors: Tensor
     quadrature: int
     lrs: list[float] = field(default_factory=list)
+    pieces: Tensor | None = None
+    kinks: Tensor | None = None
+    unresolved: int = 0
 
     @property
     def steps(self) -> int:
@@ -181,6 +192,11 @@ class AdamPathRecorder:
         Gauss–Legendre nodes per step for ḡ_t.
     dtype : torch.dtype
         Precision of the query gradients, the per-example moments and the contractions.
+    kinks : bool
+        Split each step's segment where the query's ReLU/max-pool pattern changes and integrate each piece
+        (``kernels._segments.SegmentQuadrature``): exact across kinks; ``False``: ``quadrature`` fixed nodes.
+    detect : int
+        Grid intervals of the pattern search per segment (with ``kinks``).
     gradient_dtype : torch.dtype, optional
         Precision in which the per-example and penalty gradients are recomputed; ``None`` (default): the live
         model's own dtype, so that they reproduce the gradient the optimizer consumed, rounding included (in a
@@ -200,6 +216,8 @@ class AdamPathRecorder:
         quadrature: int = 2,
         dtype: torch.dtype = torch.float64,
         gradient_dtype: torch.dtype | None = None,
+        kinks: bool = True,
+        detect: int = 2,
     ) -> None:
         if loss not in PIXEL_LOSSES:
             raise ValueError(f"loss must be one of {PIXEL_LOSSES}, got {loss!r}")
@@ -221,6 +239,7 @@ class AdamPathRecorder:
         self.penalty_weight = penalty_weight
         self.nodes, self.weights = F.gauss_legendre(quadrature, dtype, torch.device("cpu"))
         self.quadrature, self.dtype, self.gradient_dtype = quadrature, dtype, gradient_dtype
+        self.segments = SegmentQuadrature(nodes=quadrature, detect=detect) if kinks else None
         self.model: nn.Module | None = None
         self._pending: tuple | None = None
 
@@ -229,6 +248,10 @@ class AdamPathRecorder:
         """Attach to the loop's model and optimizer (called once by the trainer before the first step)."""
         F.check_model(model)
         check_adam(optimizer)
+        self._setup(model, optimizer)
+
+    def _setup(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Buffers and snapshots shared by the Adam and Ranger recorders (the optimizer already checked)."""
         if self.penalty_weight is not None and not isinstance(model, GatedModel):
             raise ValueError(f"penalty_weight is given but the model {type(model).__name__} is not a GatedModel "
                              "(gates/readout/gate_penalty): there is no gate penalty to record")
@@ -242,8 +265,9 @@ class AdamPathRecorder:
             raise ValueError(f"trainable parameters {missing} are not in the optimizer")
         self.model, self.optimizer, self.named = model, optimizer, named
         self.device = named[0][1].device
-        self.copy = copy.deepcopy(model).to(self.dtype)
-        self.state = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in F.frozen_state(model).items()}
+        self.copy = copy.deepcopy(model).to(self.dtype).eval()  # queries read as evaluate reads them
+        self.state = {k: (v.to(self.dtype) if v.is_floating_point() else v).clone()  # never the live buffers
+                      for k, v in F.frozen_state(model).items()}
         gdtype = self.gradient_dtype or named[0][1].dtype
         self.gdtype = gdtype
         self.grad_copy = copy.deepcopy(model).to(gdtype)
@@ -267,6 +291,9 @@ class AdamPathRecorder:
         self.mom_res: list[float] = []
         self.grad_res: list[float] = []
         self.clips: list[float] = []
+        self.pieces: list[list[int]] = []
+        self.kinks: list[list[int]] = []
+        self.unresolved = 0
 
     def _weights(self, dtype: torch.dtype | None = None) -> dict[str, Tensor]:
         return {n: p.detach().to(dtype or self.dtype).clone() for n, p in self.named}
@@ -290,6 +317,22 @@ class AdamPathRecorder:
         for x, (r, c) in zip(self.queries, self.pixels):
             g = grad(lambda p, x=x, r=r, c=c: self._f(p, x[None])[0, 0, r, c])(w)
             rows.append(F.flatten(g, 0))
+        return torch.stack(rows)
+
+    def _segment_grads(self, w0: dict[str, Tensor], step: dict[str, Tensor]) -> Tensor:
+        """ḡ_t(x_q) = ∫_0^1 ∇f(w_t + sΔw_t, x_q) ds for every query, shape (Q, P): kink-split or fixed nodes."""
+        if self.segments is None:
+            return sum(wk * self._query_grads({n: w0[n] + tk * step[n] for n in w0})
+                       for tk, wk in zip(self.nodes.tolist(), self.weights.tolist()))
+        rows, pieces, kinks = [], [], []
+        for x, (r, c) in zip(self.queries, self.pixels):
+            g, info = self.segments.average_gradient(lambda p, x=x, r=r, c=c: self._f(p, x[None])[0, 0, r, c], w0, step)
+            rows.append(g.to(self.dtype))
+            pieces.append(info.pieces)
+            kinks.append(info.kinks)
+            self.unresolved += info.unresolved
+        self.pieces.append(pieces)
+        self.kinks.append(kinks)
         return torch.stack(rows)
 
     def _example_grads(self, w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
@@ -376,9 +419,7 @@ class AdamPathRecorder:
         self.step_res.append(self.step_err[-1] / max(self.step_norm[-1], float(split_sum.norm()), 1e-300))
 
         # ḡ_t(x_q) by Gauss–Legendre along the actual segment, contracted with each Δw_{t,i}
-        step_vec = self._unflat(delta)
-        gbar = sum(wk * self._query_grads({n: w0[n] + tk * step_vec[n] for n in w0})
-                   for tk, wk in zip(self.nodes.tolist(), self.weights.tolist()))
+        gbar = self._segment_grads(w0, self._unflat(delta))
         weighted = -scale * gbar * precond  # (Q, P): ḡ ⊙ (−s D)
         self.contrib += weighted @ self.moments.T
         self.reg += weighted @ self.moment_reg
@@ -400,5 +441,7 @@ class AdamPathRecorder:
             step_errors=as_t(self.step_err), update_norms=as_t(self.step_norm),
             momentum_residuals=as_t(self.mom_res), gradient_residuals=as_t(self.grad_res),
             clip_factors=as_t(self.clips), quadrature=self.quadrature, lrs=list(self.lrs),
+            pieces=torch.tensor(self.pieces, dtype=torch.long) if self.pieces else None,
+            kinks=torch.tensor(self.kinks, dtype=torch.long) if self.kinks else None, unresolved=self.unresolved,
         )
 

@@ -10,7 +10,8 @@ For plain (S)GD, w_{s+1} = w_s + Δ_s with Δ_s = −lr_s/|B_s| Σ_{i∈B_s} ∇
     contributions[q, i] = −Σ_s lr_s · 1[i ∈ B_s]/|B_s| · ḡ_s(x_q) · ∇_w ℓ_i(w_s).
 
 ``mode="exact"`` evaluates ḡ_s with Gauss–Legendre quadrature (exact to floating point when f is smooth
-along the segment, e.g. tanh/SiLU/softplus nets; ReLU kinks crossed inside a step leave an O(kink) error);
+along the segment, e.g. tanh/SiLU/softplus nets; ReLU kinks crossed inside a step leave an O(kink) error
+unless ``kinks=True`` splits each segment at the query's pattern changes, ``kernels._segments``);
 ``mode="tangent"`` uses ḡ_s = ∇_w f(w_s, x_q) (Domingos' tangent kernel at w_s; residual O(lr)).
 Recording is online: memory O(Q × N) (plus one parameter vector per query), no stored trajectory.
 """
@@ -89,6 +90,8 @@ class PathDecomposition:
         b = f(w_0, x_q).
     pixel_maps : Tensor of shape (Q, N, H, W) or None
         Dense models with ``pixel_maps=True``: contributions split over the pixels of x_i (sum = contributions).
+    pieces : Tensor of shape (steps, Q) or None
+        With ``kinks=True``: the pieces of constant activation pattern each step's segment was split into.
     """
 
     initial: Tensor
@@ -102,6 +105,7 @@ class PathDecomposition:
     steps: int
     pixel_maps: Tensor | None = None
     lrs: list[float] = field(default_factory=list)
+    pieces: Tensor | None = None
 
     def kernel_machine(self) -> Tensor:
         """Σ_i a_i K^p(x_q, x_i) + b, shape (Q,): equals ``final`` up to ``residual``."""
@@ -130,6 +134,7 @@ class _Recording:
         quadrature: int,
         contraction: str,
         pixel_maps: bool,
+        kinks: bool = False,
     ) -> None:
         F.check_model(model)
         if loss not in LOSSES:
@@ -181,6 +186,12 @@ class _Recording:
             F.gauss_legendre(quadrature, self.dtype, self.device) if self.mode is PathMode.EXACT
             else (torch.zeros(1, dtype=self.dtype, device=self.device), torch.ones(1, dtype=self.dtype, device=self.device))
         )
+        if kinks and self.mode is not PathMode.EXACT:
+            raise ValueError("kinks=True needs mode='exact' (tangent mode has no segment to split)")
+        from ._segments import SegmentQuadrature
+
+        self.segments = SegmentQuadrature(nodes=quadrature) if kinks else None
+        self.pieces: list[list[int]] = []
         self.n_train = n_train
         zeros = torch.zeros(q, n_train, dtype=self.dtype, device=self.device)
         self.contributions = zeros.clone()
@@ -203,7 +214,17 @@ class _Recording:
         return vmap(grad(fq), (None, 0, 0))(params, self.xq, self.qidx)
 
     def segment_gradient(self, params: F.Params, delta: F.Params) -> F.Params:
-        """ḡ(x_q) = Σ_k ω_k ∇f(w + t_k Δ, x_q) (one node t=0 in tangent mode); dict of (Q, ...)."""
+        """ḡ(x_q) = Σ_k ω_k ∇f(w + t_k Δ, x_q) (one node t=0 in tangent mode), or split at kinks; dict of (Q, ...)."""
+        if self.segments is not None:
+            rows, pieces = [], []
+            for x, j in zip(self.xq, self.qidx):
+                g, info = self.segments.average_gradient(lambda p, x=x, j=j: self.fsingle(p, x)[j], params, delta)
+                rows.append(g)
+                pieces.append(info.pieces)
+            self.pieces.append(pieces)
+            flat = torch.stack(rows)
+            parts = torch.split(flat, [v.numel() for v in params.values()], dim=1)
+            return {k: v.reshape(flat.shape[0], *params[k].shape) for k, v in zip(params, parts)}
         total: F.Params | None = None
         for t, wgt in zip(self.nodes, self.weights):
             w = {k: params[k] + t * delta[k] for k in params}
@@ -262,6 +283,7 @@ class _Recording:
             initial=self.initial.clone(), final=final, contributions=self.contributions.clone(), residual=residual,
             path_kernel=self.kernel.clone(), loss_weights=a, bias=self.initial.clone(), mode=self.mode.value,
             steps=self.steps, pixel_maps=maps, lrs=list(self.lrs),
+            pieces=torch.tensor(self.pieces, dtype=torch.long) if self.pieces else None,
         )
 
 
@@ -424,6 +446,7 @@ def path_decomposition(
     contraction: str = "auto",
     pixel_maps: bool = False,
     progress: bool = False,
+    kinks: bool = False,
 ) -> PathDecomposition:
     """Train ``model`` in place by (S)GD and decompose its query outputs over the training examples.
 
@@ -452,6 +475,9 @@ def path_decomposition(
     pixel_maps : bool
         Also return per-pixel contribution maps (Q, N, H, W).
     progress : bool
+    kinks : bool
+        Exact mode: split each step's segment where the query's ReLU/max-pool pattern changes and integrate
+        each piece with ``quadrature`` nodes (exact across kinks; pieces per step in ``pieces``).
 
     Returns
     -------
@@ -480,7 +506,7 @@ def path_decomposition(
         raise ValueError(f"targets must have {x.shape[0]} examples like inputs, got {y.shape[0]}")
     rec = _Recording(
         model, queries, x.shape[0], pixels=pixels, loss=loss, mode=mode, quadrature=quadrature,
-        contraction=contraction, pixel_maps=pixel_maps,
+        contraction=contraction, pixel_maps=pixel_maps, kinks=kinks,
     )
     y = y.reshape(x.shape[0], -1)
     if y.shape[1] != rec.n_out:
