@@ -129,16 +129,16 @@ def scenarios(d: Path) -> list[tuple[str, int, str, str]]:
     two = d / "two"
     p1 = subprocess.Popen([sys.executable, "-m", "jordanlab", "train", slow, "--out", str(two), "--quiet"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while not (two / ".lock").exists():
-        time.sleep(0.05)
-    time.sleep(0.5)
+    while not list(two.glob("ckpt-*.pt.sha256")) and p1.poll() is None:  # inside the training loop
+        time.sleep(0.1)
     code, line = jl("train", slow, "--out", str(two), "--quiet", "--set", "train.seed=1")
     code2, line2 = jl("train", slow, "--out", str(two), "--quiet")
     p1.send_signal(signal.SIGINT)
     _, err = p1.communicate()
     rows.append(("a second train into the same --out (other seed)", code, line, ""))
     rows.append(("a second train into the same --out (same config)", code2, line2, ""))
-    rows.append(("Ctrl-C during train", p1.returncode, (err or b"").decode().strip().splitlines()[-1], ""))
+    lines = (err or b"").decode().strip().splitlines()
+    rows.append(("Ctrl-C during train", p1.returncode, lines[-1] if lines else "(nothing)", ""))
 
     code, line = jl("train", config(d, optim="sgd", lr=1e30, name="wild.toml"), "--out", str(d / "wild"), "--quiet")
     rows.append(("SGD at lr 1e30", code, line, ""))
