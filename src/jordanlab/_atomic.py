@@ -57,9 +57,10 @@ FIGURE_FORMATS_ENV = "JORDANLAB_FIGURE_FORMATS"
 _VECTOR_FORMATS = ("svg", "pdf")
 
 
-def extra_figure_formats() -> list[str]:
-    """The formats named in ``$JORDANLAB_FIGURE_FORMATS`` (comma-separated, among svg and pdf)."""
-    names = [f.strip().lower() for f in os.environ.get(FIGURE_FORMATS_ENV, "").split(",") if f.strip()]
+def extra_figure_formats(value: str | None = None) -> list[str]:
+    """The formats named in ``value`` (default ``$JORDANLAB_FIGURE_FORMATS``): comma-separated, among svg and pdf."""
+    text = os.environ.get(FIGURE_FORMATS_ENV, "") if value is None else value
+    names = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in names if f not in _VECTOR_FORMATS]
     if bad:
         raise ValueError(f"{FIGURE_FORMATS_ENV}: unknown figure format(s) {bad}; choose among {list(_VECTOR_FORMATS)}")

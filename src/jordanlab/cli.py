@@ -397,12 +397,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or bool(os.environ.get("JORDANLAB_DEBUG"))
     name = " ".join(v for v in (args.command, getattr(args, "data_command", None),
                                 getattr(args, "kernel_command", None)) if v)
+    from jordanlab._atomic import FIGURE_FORMATS_ENV, extra_figure_formats
+
+    saved = os.environ.get(FIGURE_FORMATS_ENV)
     try:
         if args.figure_formats is not None:
-            from jordanlab._atomic import FIGURE_FORMATS_ENV, extra_figure_formats
-
+            extra_figure_formats(args.figure_formats)  # an unknown format is a one-line error before any work
             os.environ[FIGURE_FORMATS_ENV] = args.figure_formats
-            extra_figure_formats()  # an unknown format is a one-line error before any work
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if debug:
@@ -416,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"jordanlab {name}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    finally:  # main() may run in-process (tests, notebooks): leave the environment as it was
+        if saved is None:
+            os.environ.pop(FIGURE_FORMATS_ENV, None)
+        else:
+            os.environ[FIGURE_FORMATS_ENV] = saved
 
 
 if __name__ == "__main__":  # pragma: no cover
