@@ -22,7 +22,7 @@ from jordanlab._atomic import write_json
 from jordanlab.train.distributed import resolve_device
 
 from .metrics import aggregate_scores, per_image_scores
-from .predict import predict_masks
+from .predict import model_certificate, predict_masks
 
 __all__ = ["TEST_SUITE", "default_suites", "run_canvas", "evaluate_run", "format_table"]
 
@@ -152,6 +152,9 @@ def evaluate_run(
 
     out_path = run / "eval.json"
     result: dict[str, Any] = {"checkpoint": ckpt_path.name, "epoch": epoch, "suites": {}}
+    certificate = model_certificate(model, size=size)  # crossing-depth: on which canvases it is provably exact
+    if certificate is not None:
+        result["certificate"] = certificate
     if out_path.is_file():
         try:
             old = json.loads(out_path.read_text(encoding="utf-8"))

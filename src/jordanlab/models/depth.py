@@ -195,6 +195,90 @@ _FOUR_IN_PLANE = np.zeros((3, 3, 3), bool)
 _FOUR_IN_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
 
 
+def _pairs(node: np.ndarray, stroke: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, first is stroke) for the pixel pairs adjacent along ``axis`` with different values,
+    listed so that pairs along a straight piece of stroke come one after another, then those repeats dropped."""
+    if axis == 2:  # left/right neighbours: list column by column, so a vertical run of pairs is consecutive
+        node, stroke = np.ascontiguousarray(node.transpose(0, 2, 1)), np.ascontiguousarray(stroke.transpose(0, 2, 1))
+    s_lo = stroke[:, :-1]
+    cross = s_lo != stroke[:, 1:]
+    a, z, sa = node[:, :-1][cross], node[:, 1:][cross], s_lo[cross]
+    if a.size > 1:
+        keep = np.empty(a.size, bool)
+        keep[0] = True
+        np.not_equal(a[1:], a[:-1], out=keep[1:])
+        keep[1:] |= z[1:] != z[:-1]
+        a, z, sa = a[keep], z[keep], sa[keep]
+    return a, z, sa
+
+
+def _component_depth(b: np.ndarray, t: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Node of every pixel ``(N, H, W)``, depth of every node (node 0: the frame), levels per image, background nodes."""
+    from scipy import ndimage
+
+    n, h, w = b.shape
+    stroke = b != 0
+    node = np.empty(b.shape, np.int32)
+    lab_bg, n_bg = ndimage.label(~stroke, _FOUR_IN_PLANE, output=np.int32)
+    lab_st, n_st = ndimage.label(stroke, _FOUR_IN_PLANE, output=np.int32)
+    np.add(lab_st, n_bg, out=node, where=stroke)
+    np.copyto(node, lab_bg, where=~stroke)
+    m = n_bg + n_st + 1
+    edges: dict[int, tuple[list, list]] = {0: ([], []), 1: ([], [])}  # cost -> (sources, destinations)
+
+    def put(cost: int, src: np.ndarray, dst: np.ndarray) -> None:
+        edges[int(cost)][0].append(src)
+        edges[int(cost)][1].append(dst)
+
+    for axis, (kf, kb) in ((2, (0, 1)), (1, (2, 3))):  # left/right along rows, top/bottom along columns
+        a, z, sa = _pairs(node, stroke, axis)  # a before z (left of / above it)
+        a0, z0, a1, z1 = a[~sa], z[~sa], a[sa], z[sa]
+        put(t[kf, 0, 1], a0, z0)  # a background, z stroke: a -> z enters z, predecessor before
+        put(t[kb, 1, 0], z0, a0)  # z -> a leaves z, predecessor after
+        put(t[kf, 1, 0], a1, z1)  # a stroke, z background: a -> z leaves a
+        put(t[kb, 0, 1], z1, a1)  # z -> a enters a
+    for k, (_, (dy, dx)) in enumerate(DIRECTIONS):  # entering a border pixel from off the canvas (background)
+        sl = (slice(None), 0 if dy < 0 else h - 1, slice(None)) if dy else (slice(None), slice(None), 0 if dx < 0 else w - 1)
+        nodes, st = node[sl].ravel(), stroke[sl].ravel()
+        put(0, np.zeros(int((~st).sum()), np.int32), nodes[~st])
+        put(t[k, 0, 1], np.zeros(int(st.sum()), np.int32), nodes[st])
+    free_s, free_d = (np.concatenate(v) for v in edges[0])
+    cost_s, cost_d = (np.concatenate(v) for v in edges[1])
+    # Level-synchronous 0/1 breadth-first search: close the reached set under free edges, then one costly
+    # step; edges into reached nodes are dropped as the search goes, so each level touches fewer.
+    dist = np.full(m, -1, np.int64)
+    reached = np.zeros(m, bool)
+    reached[0] = True
+    level = 0
+    while True:
+        while free_s.size:  # closure under free edges
+            sel = reached[free_s]
+            if not sel.any():
+                break
+            reached[free_d[sel]] = True
+            keep = ~reached[free_d]
+            free_s, free_d = free_s[keep], free_d[keep]
+        dist[reached & (dist < 0)] = level
+        keep = ~reached[cost_d]
+        cost_s, cost_d = cost_s[keep], cost_d[keep]
+        sel = reached[cost_s]
+        if level >= budget - 1 or not sel.any():
+            break
+        reached[cost_d[sel]] = True
+        level += 1
+    dist[dist < 0] = budget - 1  # not reached within the budget
+    # ndimage.label numbers components in scan order, so each image's labels form one range per kind.
+    ends_bg = np.maximum.accumulate(lab_bg.reshape(n, -1).max(1))
+    ends_st = np.maximum.accumulate(lab_st.reshape(n, -1).max(1)) + n_bg
+    levels = np.ones(n, np.int64)
+    for ends, first in ((ends_bg, 1), (ends_st, n_bg + 1)):
+        starts = np.concatenate([[first], ends[:-1] + 1])
+        for i in range(n):
+            if ends[i] >= starts[i]:
+                levels[i] = max(levels[i], int(dist[starts[i] : ends[i] + 1].max()) + 1)
+    return node, dist, np.minimum(levels, budget), n_bg
+
+
 def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""Depth ``(N, H, W)`` (int64) of binary images under a hard 0/1 cost table, and the BFS levels each used ``(N,)``.
 
@@ -203,8 +287,8 @@ def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | 
     (``table[:, 0, 0] = table[:, 1, 1] = 0``). Then the depth is constant on every 4-connected
     component of background and of stroke pixels (``scipy.ndimage.label``), and is the 0/1
     shortest-path distance from the frame on the graph of components, whose edges are the adjacent
-    (stroke, background) pixel pairs: one labelling pass, one edge pass, and a Dijkstra on a graph with
-    as many nodes as components, whatever the length of a corridor. The levels (``1 + max depth``
+    (stroke, background) pixel pairs: one labelling pass, one edge pass, and a level-synchronous 0/1
+    breadth-first search on the edges (a few passes over them per level), whatever the length of a corridor. The levels (``1 + max depth``
     of the image: the rounds a level-synchronous 0/1 search needs) grow with the nesting depth of the
     curves only; with ``max_rounds`` (default ``2 (H + W)``), depths beyond ``max_rounds − 1`` are cut
     there and the image reports ``max_rounds``.
@@ -215,10 +299,6 @@ def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | 
     >>> int(d[0, 0, 0]), int(d[0, 3, 3]), int(levels[0])
     (0, 1, 2)
     """
-    from scipy import ndimage
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import dijkstra
-
     b = np.asarray(boundary)
     if b.ndim != 3:
         raise ValueError(f"boundary: expected shape (N, H, W), got {b.shape}")
@@ -229,39 +309,8 @@ def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | 
         raise ValueError("table: moves between two background or two stroke pixels must cost 0")
     n, h, w = b.shape
     budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
-    stroke = b != 0
-    lab_bg, n_bg = ndimage.label(~stroke, _FOUR_IN_PLANE)
-    lab_st, n_st = ndimage.label(stroke, _FOUR_IN_PLANE)
-    node = np.where(stroke, lab_st + n_bg, lab_bg).astype(np.int64)  # 1..n_bg+n_st; 0: the frame (source)
-    m = n_bg + n_st + 1
-    src, dst, wgt = [], [], []
-    for axis, (k_fwd, k_back) in ((2, (0, 1)), (1, (2, 3))):  # left/right along rows, top/bottom along columns
-        lo = (slice(None), slice(None), slice(None, -1)) if axis == 2 else (slice(None), slice(None, -1))
-        hi = (slice(None), slice(None), slice(1, None)) if axis == 2 else (slice(None), slice(1, None))
-        s_lo, s_hi = stroke[lo], stroke[hi]
-        cross = s_lo != s_hi
-        a, z, sa = node[lo][cross], node[hi][cross], s_lo[cross].astype(np.int64)
-        src += [a, z]  # a -> z: predecessor before (left / top); z -> a: predecessor after (right / bottom)
-        dst += [z, a]
-        wgt += [t[k_fwd, sa, 1 - sa], t[k_back, 1 - sa, sa]]
-    for k, (_, (dy, dx)) in enumerate(DIRECTIONS):  # entering a border pixel from off the canvas (background)
-        edge = node[:, 0 if dy < 0 else h - 1, :] if dy else node[:, :, 0 if dx < 0 else w - 1]
-        st = stroke[:, 0 if dy < 0 else h - 1, :] if dy else stroke[:, :, 0 if dx < 0 else w - 1]
-        src.append(np.zeros(edge.size, np.int64))
-        dst.append(edge.ravel())
-        wgt.append(t[k, 0, st.ravel().astype(np.int64)])
-    src_a, dst_a, w_a = np.concatenate(src), np.concatenate(dst), np.concatenate(wgt)
-    # Deduplicate the pixel pairs into component edges with the least cost: count all pairs and the costly ones.
-    every = coo_matrix((np.ones(src_a.size), (src_a, dst_a)), shape=(m, m)).tocsr()
-    costly = coo_matrix((w_a.astype(float), (src_a, dst_a)), shape=(m, m)).tocsr()
-    every.sum_duplicates()
-    costly.sum_duplicates()
-    graph = every.copy()
-    graph.data = (costly.data == every.data).astype(float)  # 0 if some pair of the two components is free
-    dist = dijkstra(graph, directed=True, indices=0)
-    depth = np.minimum(dist, budget - 1).astype(np.int64)[node]
-    levels = np.minimum(depth.reshape(n, -1).max(1) + 1, budget) if depth.size else np.ones(n, np.int64)
-    return depth, levels
+    node, dist, levels, _ = _component_depth(b, t, budget)
+    return dist[node], levels
 
 
 # ---------------------------------------------------------------- the certificate
@@ -317,7 +366,8 @@ def certify_costs(
     Returns
     -------
     dict (JSON-ready)
-        ``certified`` (the hardened model is exact on every canvas), ``hardens`` (inference uses it),
+        ``certified`` (conditions 1–5 hold: inference hardens the costs and is exact on every canvas),
+        ``table_exact`` (conditions 1–4: the hardened model would be exact on every canvas),
         ``max_size`` (largest canvas side on which the model as run at inference is exact; ``None``:
         every canvas), ``max_size_soft`` (the same for the soft, learned costs), ``tolerance``,
         ``eps``, ``table``, ``table_class``, ``failure`` (first failing condition or ``None``),
@@ -371,7 +421,7 @@ def certify_costs(
     pairs = {(0, 0): "background→background", (0, 1): "background→stroke", (1, 0): "stroke→background",
              (1, 1): "stroke→stroke"}
     reasons: list[str] = []
-    out: dict = dict(certified=False, hardens=False, max_size=0, max_size_soft=0, tolerance=None, eps=None,
+    out: dict = dict(certified=False, table_exact=False, max_size=0, max_size_soft=0, tolerance=None, eps=None,
                      table=None, table_class=None, failure=None, reasons=reasons, size=size, exact_at_size=False,
                      min_size=int(min_size))
 
@@ -393,9 +443,9 @@ def certify_costs(
     for k in range(len(DIRECTIONS)):
         for q in (0, 1):
             if t[k, q, q]:
-                return fail(f"free moves: {pairs[(q, q)]} from the {names[k]} costs {lo[k, q, q]:.3g} (≈ 1), "
-                            "so a region or a stroke counts as several crossings")
-    reasons.append("ok   free moves: background→background and stroke→stroke cost ≈ 0 from every direction")
+                return fail(f"free moves: {pairs[(q, q)]} from the {names[k]} costs at least {lo[k, q, q]:.3g} "
+                            "(rounds to 1), so a region or a stroke can count as several crossings")
+    reasons.append("ok   free moves: background→background and stroke→stroke round to 0 from every direction")
     # 3. an exact split
     enter, leave = t[:, 0, 1], t[:, 1, 0]
     if leave.all() and not (enter[2] or enter[3]) or leave.all() and not (enter[0] or enter[1]):
@@ -420,7 +470,7 @@ def certify_costs(
     tau = math.acos(abs(a) / abs(w1)) / math.pi
     out["tolerance"] = tau
     reasons.append(f"ok   parity readout: logit signs are right within |d − m| < {tau:.4f} of every integer m")
-    out["certified"] = True
+    out["table_exact"] = True
     # 5. the soft costs' drift
     free = t == 0
     move = np.zeros_like(free)
@@ -443,11 +493,11 @@ def certify_costs(
     reasons.append(f"{'ok  ' if top >= min_size else 'FAIL'} drift: the learned costs (eps move {eps['move']:.2g}, "
                    f"transition {eps['transition']:.2g}, shortfall of 1 {eps['one']:.2g}) keep every depth within "
                    f"{tau:.3f} of its integer on canvases up to {top}² (the hardening rule needs {min_size}²)")
-    out["hardens"] = top >= min_size
-    if not out["hardens"]:
+    out["certified"] = top >= min_size
+    if not out["certified"]:
         out["failure"] = f"drift: the learned costs are certified only up to {top}², below the training canvas {min_size}²"
-    out["max_size"] = None if out["hardens"] else top
-    out["exact_at_size"] = size is not None and (out["hardens"] or int(size) <= top)
+    out["max_size"] = None if out["certified"] else top
+    out["exact_at_size"] = size is not None and (out["certified"] or int(size) <= top)
     return out
 
 
@@ -469,7 +519,7 @@ class CrossingDepthNet(nn.Module):
     tol : float
         Halting rule: an image stops when no depth changed by more than ``tol`` in a round.
     harden : bool
-        Whether :meth:`forward_with_rounds` (inference) may harden certified costs (:meth:`certificate`).
+        Whether :meth:`forward_with_rounds` (inference) hardens certified costs (:meth:`certificate`).
     harden_min_size : int
         The canvas up to which the learned costs must be certified before inference hardens them.
     """
@@ -634,20 +684,22 @@ class CrossingDepthNet(nn.Module):
             check_images(x, self.in_channels)
             b = x[:, 0]
             cert = self.certificate()
-            if cert["hardens"] and bool(((b == 0) | (b == 1)).all()):
-                depth, levels = integer_depth(b.to("cpu", torch.uint8).numpy(), np.asarray(cert["table"]),
-                                              max_rounds=max_rounds)
-                return self._integer_readout(b, depth), torch.from_numpy(levels).to(x.device)
+            if cert["certified"] and bool(((b == 0) | (b == 1)).all()):
+                n, h, w = b.shape
+                budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
+                node, dist, levels, n_bg = _component_depth(b.to("cpu", torch.uint8).numpy(), np.asarray(cert["table"]), budget)
+                return self._integer_readout(node, dist, n_bg).to(x.device, x.dtype), torch.from_numpy(levels).to(x.device)
         d, rounds = self.depth(self.gates(x), max_rounds=max_rounds)
         return self.depth_readout(x, d), rounds
 
-    def _integer_readout(self, b: torch.Tensor, depth: np.ndarray) -> torch.Tensor:
-        """The head at integer depths: three logits (curve, even, odd background) looked up per pixel."""
-        cases = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, -1.0, 1.0]], dtype=b.dtype, device=b.device)
+    def _integer_readout(self, node: np.ndarray, dist: np.ndarray, n_bg: int) -> torch.Tensor:
+        """The head at integer depths, ``(N, 1, H, W)``: one of three logits (curve, even, odd background) per component."""
+        cases = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, -1.0, 1.0]], dtype=self.head.weight.dtype)
         with torch.no_grad():
-            lut = self.head(cases.to(self.head.weight.dtype)[:, :, None, None]).flatten().to(b.dtype)
-        case = torch.where(b != 0, 0, 1 + torch.from_numpy(depth % 2).to(b.device))
-        return lut[case][:, None]
+            lut = self.head(cases[:, :, None, None]).flatten().numpy()
+        case = np.zeros(dist.size, np.intp)  # stroke components (and the frame): the curve's logit
+        case[1 : n_bg + 1] = 1 + dist[1 : n_bg + 1] % 2
+        return torch.from_numpy(lut[case][node])[:, None]
 
     def cost_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         """Least and largest cost ``(4, 2, 2)`` by ``[direction, B_q, B_p]`` over every binary window the costs can see.
