@@ -246,7 +246,7 @@ def test_predict_masks_reports_rounds_as_iterations():
 # ---------------------------------------------------------------- learning it
 
 
-def test_trained_on_thin_blobs_it_is_exact_on_thick_nested_spiral_and_large(tmp_path):
+def test_trained_on_thin_blobs_it_is_exact_on_thick_nested_spiral_and_large_and_certified(tmp_path):
     """The quick config, shortened (512 thin 32² blobs, 320 steps, ~30 s on one core), already extrapolates."""
     from jordanlab.data import make
     from jordanlab.evaluate import predict_masks
@@ -264,3 +264,9 @@ def test_trained_on_thin_blobs_it_is_exact_on_thick_nested_spiral_and_large(tmp_
         perfect = (pred == masks).reshape(len(masks), -1).all(1)
         assert perfect.all(), f"{suite} {size}: {int((~perfect).sum())} of 20 images wrong"
         assert (rounds < 2 * 2 * masks.shape[-1]).all()  # every image halted within the budget
+    # The certificate (issue 14): this seed's 20 numbers prove it exact on every canvas; the CLI says so.
+    from jordanlab.cli import main
+
+    cert = model.certificate()
+    assert cert["certified"] and cert["max_size"] is None, cert["reasons"]
+    assert main(["certify", str(tmp_path / "run"), "--size", "1024"]) == 0
