@@ -139,6 +139,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_certify(args: argparse.Namespace) -> int:
+    from jordanlab.evaluate import model_certificate
+    from jordanlab.train.checkpoint import load_model
+
+    model, _ = load_model(args.run)
+    cert = model_certificate(model, size=args.size)
+    if cert is None:
+        raise ValueError(f"run {args.run!r}: model {type(model).__name__} has no certificate (only crossing-depth)")
+    for line in cert["reasons"]:
+        print(line)
+    if cert["certified"]:
+        print(f"certified: exact on every well-posed image of any canvas (inference hardens the costs to "
+              f"{cert['table_class']}); the learned soft costs alone are exact up to {cert['max_size_soft']}²")
+    else:
+        print(f"not certified: {cert['failure']}; guaranteed up to {cert['max_size']}²")
+    if args.size is not None:
+        print(f"size {args.size}²: {'exact' if cert['exact_at_size'] else 'not guaranteed'}")
+    return 0 if cert["certified"] or cert["exact_at_size"] else 1
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from jordanlab.evaluate import predict_png
 
@@ -300,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recurrent models halt once their mask is unchanged for this many iterations")
     device(p)
     quiet(p)
+    p = command(sub, "certify", _cmd_certify,
+                "prove from a crossing-depth run's learned numbers the canvases on which it is exact")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--size", type=int, default=None, help="also decide this canvas side")
     p = command(sub, "predict", _cmd_predict, "fill your own boundary image with a trained run")
     p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("input", help="8-bit PNG of closed curves (any canvas)")

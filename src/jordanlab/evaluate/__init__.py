@@ -7,13 +7,13 @@
   :func:`format_table` prints it as markdown.
 - :func:`suite_figure`, :func:`training_curves`: PNGs in ``RUN/figures/``.
 - :func:`predict_masks`, :func:`predict_png`: masks of boundary images (label-free halting for
-  recurrent models).
+  recurrent models); :func:`model_certificate`: on which canvases a crossing-depth model is provably exact.
 """
 
 from .figures import error_map, rank_images, suite_figure, training_curves
 from .metrics import aggregate_scores, per_image_scores, score_masks
 from .model_eval import evaluate_model, mask_sha256, suite_images
-from .predict import default_max_iters, predict_masks, predict_png
+from .predict import default_max_iters, model_certificate, predict_masks, predict_png
 from .suites import TEST_SUITE, default_suites, evaluate_run, format_table, run_canvas, stale_suites
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "stale_suites",
     "format_table",
     "mask_sha256",
+    "model_certificate",
     "per_image_scores",
     "predict_masks",
     "predict_png",

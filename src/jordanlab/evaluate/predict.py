@@ -14,7 +14,7 @@ from jordanlab.train.run import Run
 from jordanlab.train.distributed import resolve_device
 from jordanlab.train.objectives import is_recurrent
 
-__all__ = ["default_max_iters", "predict_masks", "predict_png"]
+__all__ = ["default_max_iters", "model_certificate", "predict_masks", "predict_png"]
 
 
 def default_max_iters(height: int, width: int) -> int:
@@ -25,6 +25,20 @@ def default_max_iters(height: int, width: int) -> int:
     than the perimeter; spirals that need more show up as ``iters_max`` at the budget.
     """
     return 2 * (int(height) + int(width))
+
+
+def model_certificate(model: nn.Module, size: int | None = None) -> dict | None:
+    """The exactness certificate of a crossing-depth model (``model.certificate(size)``), ``None`` for other models.
+
+    See :func:`jordanlab.models.depth.certify_costs`: ``certified``, ``max_size`` (largest canvas side on
+    which the model is exact on every well-posed image; ``None``: every canvas), ``failure`` and ``reasons``.
+
+    >>> from jordanlab.models import build
+    >>> model_certificate(build("crossing-depth"))["certified"], model_certificate(build("parity-scan"))
+    (False, None)
+    """
+    fn = getattr(model, "certificate", None)
+    return fn(size) if callable(fn) else None
 
 
 @torch.inference_mode()

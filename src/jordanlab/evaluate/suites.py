@@ -29,7 +29,7 @@ from jordanlab.train.distributed import resolve_device
 from jordanlab.train.run import Run
 
 from .metrics import aggregate_scores, per_image_scores
-from .predict import predict_masks
+from .predict import model_certificate, predict_masks
 
 __all__ = ["TEST_SUITE", "default_suites", "run_canvas", "evaluate_run", "stale_suites", "format_table"]
 
@@ -141,6 +141,9 @@ def evaluate_run(
     model = run.load_model(run.path / result["checkpoint"])
     dev = resolve_device(device)
     size = run.canvas
+    certificate = model_certificate(model, size=size)  # crossing-depth: on which canvases it is provably exact
+    if certificate is not None:
+        result["certificate"] = certificate
 
     from tqdm.auto import tqdm
 
@@ -208,6 +211,8 @@ def _plan(run: Run, *, suites: Sequence[str] | None, data_dirs: Sequence[str | o
     fresh = old.get("checkpoint_sha256") == result["checkpoint_sha256"] and old.get("settings") == settings
     old_suites = old.get("suites") if fresh and isinstance(old.get("suites"), dict) else {}
     result["suites"].update(old_suites)  # same checkpoint and settings: earlier entries stay valid
+    if fresh and "certificate" in old:  # a property of the checkpoint's weights
+        result["certificate"] = old["certificate"]
     stale = [job for job in jobs if not (job[0] in old_suites and old_suites[job[0]].get("source") == job[1])]
     return result, stale
 

@@ -22,6 +22,13 @@ path on the 4-connected pixel grid, and reads its parity.
   whole row or column, so the rounds follow the number of monotone pieces of the shortest paths,
   not their length: 3–5 rounds for blobs at any canvas size, and on spirals (winding corridors)
   about 6× fewer rounds than local propagation needs steps (``benchmarks/depth_figures.py``).
+- **Inference** (no autograd). The same fixed point, reached without following the corridors:
+  :func:`shortest_path_depth` solves the shortest paths exactly (Dijkstra from a virtual source on the
+  frame, one pass), which equals the sweeps' fixed point to float precision; and when the 20 learned
+  numbers are *certified* (:func:`certify_costs`) :meth:`CrossingDepthNet.forward_with_rounds` hardens the
+  costs to their 0/1 table and computes the integer depth on the graph of 4-connected stroke and
+  background components (:func:`integer_depth`), so no residual cost can add up along a long path.
+  Training keeps the sweeps (their gradients are the ones the recipe was tuned with).
 - **Readout**. A 1×1 conv on :math:`[B, (1 - B)\cos \pi d, 1 - B]`: curve pixels belong to the
   figure, and a background pixel's label is a learned function of the parity of its depth
   (:math:`\cos \pi d = \pm 1` at integer depths).
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,7 +55,7 @@ from torch._C._functorch import TransformType
 
 from .parts import check_images, check_positive_int
 
-__all__ = ["CrossingDepthNet", "min_plus_scan", "DIRECTIONS"]
+__all__ = ["CrossingDepthNet", "DIRECTIONS", "certify_costs", "integer_depth", "min_plus_scan", "shortest_path_depth"]
 
 #: The four directions a cost is paid from, in sweep order: (name, (dy, dx) of the predecessor).
 DIRECTIONS: tuple[tuple[str, tuple[int, int]], ...] = (
@@ -123,6 +131,376 @@ def _binary_entropy(c: torch.Tensor) -> torch.Tensor:
     return -(c * torch.log(c.clamp_min(tiny)) + (1 - c) * torch.log((1 - c).clamp_min(tiny))) / math.log(2)
 
 
+# ---------------------------------------------------------------- inference: the fixed point without sweeps
+
+
+def _frame_and_edges(n: int, h: int, w: int):
+    """For each direction k of :data:`DIRECTIONS`: (pixels p with an on-canvas predecessor, their predecessors q,
+    pixels whose predecessor is off the canvas), as flat indices into ``(n, h, w)``."""
+    idx = np.arange(n * h * w).reshape(n, h, w)
+    out = []
+    for _, (dy, dx) in DIRECTIONS:
+        ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+        p = idx[:, ys, xs]
+        q = idx[:, ys.start + dy : ys.stop + dy, xs.start + dx : xs.stop + dx]
+        border = np.zeros((h, w), bool)
+        if dy:
+            border[0 if dy < 0 else h - 1, :] = True
+        if dx:
+            border[:, 0 if dx < 0 else w - 1] = True
+        out.append((p.ravel(), q.ravel(), idx[:, border].ravel(), border))
+    return out
+
+
+def shortest_path_depth(c: torch.Tensor) -> torch.Tensor:
+    r"""The exact fixed point of the sweeps: shortest-path depth ``(N, H, W)`` under costs ``c`` ``(N, 4, H, W)``.
+
+    :math:`d(p) = \min_{\text{paths } f \to p} \sum_{\text{steps } q \to p'} c_{k(q, p')}(p')`, the paths
+    starting on the frame around the canvas (depth 0), computed by Dijkstra's algorithm
+    (``scipy.sparse.csgraph.dijkstra``, float64) on the 4-connected pixel graph plus one virtual source
+    joined to each border pixel by the cost of entering it from off the canvas. This is the Bellman–Ford
+    fixed point the sweeps of :meth:`CrossingDepthNet.depth` converge to, in one pass whatever the
+    length of the corridors. No gradient flows.
+
+    >>> c = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0]).view(1, 1, 1, 5).expand(1, 4, 1, 5)  # one row: all on the frame
+    >>> shortest_path_depth(c.contiguous())
+    tensor([[[0., 1., 0., 1., 1.]]])
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    if c.ndim != 4 or c.shape[1] != len(DIRECTIONS):
+        raise ValueError(f"c: expected shape (N, 4, H, W), got {tuple(c.shape)}")
+    n, _, h, w = c.shape
+    cc = c.detach().to("cpu", torch.float64).numpy()
+    npx = n * h * w
+    frame = np.full(npx, np.inf)
+    rows, cols, vals = [], [], []
+    for k, (p, q, edge, border) in enumerate(_frame_and_edges(n, h, w)):
+        ck = cc[:, k].ravel()
+        rows.append(q)
+        cols.append(p)
+        vals.append(ck[p])
+        np.minimum.at(frame, edge, ck[edge])  # a corner pixel is entered from off the canvas two ways
+    on_frame = np.flatnonzero(np.isfinite(frame))
+    rows.append(np.full(on_frame.size, npx))
+    cols.append(on_frame)
+    vals.append(frame[on_frame])
+    graph = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(npx + 1, npx + 1))
+    dist = dijkstra(graph, directed=True, indices=npx)[:npx]  # explicit zeros are edges (scipy >= 1.11)
+    return torch.from_numpy(dist.reshape(n, h, w)).to(c.dtype)
+
+
+_FOUR_IN_PLANE = np.zeros((3, 3, 3), bool)
+_FOUR_IN_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+
+
+def _pairs(node: np.ndarray, stroke: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, first is stroke) for the pixel pairs adjacent along ``axis`` with different values,
+    listed so that pairs along a straight piece of stroke come one after another, then those repeats dropped."""
+    if axis == 2:  # left/right neighbours: list column by column, so a vertical run of pairs is consecutive
+        node, stroke = np.ascontiguousarray(node.transpose(0, 2, 1)), np.ascontiguousarray(stroke.transpose(0, 2, 1))
+    s_lo = stroke[:, :-1]
+    cross = s_lo != stroke[:, 1:]
+    a, z, sa = node[:, :-1][cross], node[:, 1:][cross], s_lo[cross]
+    if a.size > 1:
+        keep = np.empty(a.size, bool)
+        keep[0] = True
+        np.not_equal(a[1:], a[:-1], out=keep[1:])
+        keep[1:] |= z[1:] != z[:-1]
+        a, z, sa = a[keep], z[keep], sa[keep]
+    return a, z, sa
+
+
+def _component_depth(b: np.ndarray, t: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Node of every pixel ``(N, H, W)``, depth of every node (node 0: the frame), levels per image, background nodes."""
+    from scipy import ndimage
+
+    n, h, w = b.shape
+    stroke = b != 0
+    node = np.empty(b.shape, np.int32)
+    lab_bg, n_bg = ndimage.label(~stroke, _FOUR_IN_PLANE, output=np.int32)
+    lab_st, n_st = ndimage.label(stroke, _FOUR_IN_PLANE, output=np.int32)
+    np.add(lab_st, n_bg, out=node, where=stroke)
+    np.copyto(node, lab_bg, where=~stroke)
+    m = n_bg + n_st + 1
+    edges: dict[int, tuple[list, list]] = {0: ([], []), 1: ([], [])}  # cost -> (sources, destinations)
+
+    def put(cost: int, src: np.ndarray, dst: np.ndarray) -> None:
+        edges[int(cost)][0].append(src)
+        edges[int(cost)][1].append(dst)
+
+    for axis, (kf, kb) in ((2, (0, 1)), (1, (2, 3))):  # left/right along rows, top/bottom along columns
+        a, z, sa = _pairs(node, stroke, axis)  # a before z (left of / above it)
+        a0, z0, a1, z1 = a[~sa], z[~sa], a[sa], z[sa]
+        put(t[kf, 0, 1], a0, z0)  # a background, z stroke: a -> z enters z, predecessor before
+        put(t[kb, 1, 0], z0, a0)  # z -> a leaves z, predecessor after
+        put(t[kf, 1, 0], a1, z1)  # a stroke, z background: a -> z leaves a
+        put(t[kb, 0, 1], z1, a1)  # z -> a enters a
+    for k, (_, (dy, dx)) in enumerate(DIRECTIONS):  # entering a border pixel from off the canvas (background)
+        sl = (slice(None), 0 if dy < 0 else h - 1, slice(None)) if dy else (slice(None), slice(None), 0 if dx < 0 else w - 1)
+        nodes, st = node[sl].ravel(), stroke[sl].ravel()
+        put(0, np.zeros(int((~st).sum()), np.int32), nodes[~st])
+        put(t[k, 0, 1], np.zeros(int(st.sum()), np.int32), nodes[st])
+    free_s, free_d = (np.concatenate(v) for v in edges[0])
+    cost_s, cost_d = (np.concatenate(v) for v in edges[1])
+    # Level-synchronous 0/1 breadth-first search: close the reached set under free edges, then one costly
+    # step; edges into reached nodes are dropped as the search goes, so each level touches fewer.
+    dist = np.full(m, -1, np.int64)
+    reached = np.zeros(m, bool)
+    reached[0] = True
+    level = 0
+    while True:
+        while free_s.size:  # closure under free edges
+            sel = reached[free_s]
+            if not sel.any():
+                break
+            reached[free_d[sel]] = True
+            keep = ~reached[free_d]
+            free_s, free_d = free_s[keep], free_d[keep]
+        dist[reached & (dist < 0)] = level
+        keep = ~reached[cost_d]
+        cost_s, cost_d = cost_s[keep], cost_d[keep]
+        sel = reached[cost_s]
+        if level >= budget - 1 or not sel.any():
+            break
+        reached[cost_d[sel]] = True
+        level += 1
+    dist[dist < 0] = budget - 1  # not reached within the budget
+    # ndimage.label numbers components in scan order, so each image's labels form one range per kind.
+    ends_bg = np.maximum.accumulate(lab_bg.reshape(n, -1).max(1))
+    ends_st = np.maximum.accumulate(lab_st.reshape(n, -1).max(1)) + n_bg
+    levels = np.ones(n, np.int64)
+    for ends, first in ((ends_bg, 1), (ends_st, n_bg + 1)):
+        starts = np.concatenate([[first], ends[:-1] + 1])
+        for i in range(n):
+            if ends[i] >= starts[i]:
+                levels[i] = max(levels[i], int(dist[starts[i] : ends[i] + 1].max()) + 1)
+    return node, dist, np.minimum(levels, budget), n_bg
+
+
+def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Depth ``(N, H, W)`` (int64) of binary images under a hard 0/1 cost table, and the BFS levels each used ``(N,)``.
+
+    ``table[k, B_q, B_p]`` is the cost of entering pixel p from its neighbour q in direction k of
+    :data:`DIRECTIONS`; moves between two background pixels or two stroke pixels must cost 0
+    (``table[:, 0, 0] = table[:, 1, 1] = 0``). Then the depth is constant on every 4-connected
+    component of background and of stroke pixels (``scipy.ndimage.label``), and is the 0/1
+    shortest-path distance from the frame on the graph of components, whose edges are the adjacent
+    (stroke, background) pixel pairs: one labelling pass, one edge pass, and a level-synchronous 0/1
+    breadth-first search on the edges (a few passes over them per level), whatever the length of a corridor. The levels (``1 + max depth``
+    of the image: the rounds a level-synchronous 0/1 search needs) grow with the nesting depth of the
+    curves only; with ``max_rounds`` (default ``2 (H + W)``), depths beyond ``max_rounds − 1`` are cut
+    there and the image reports ``max_rounds``.
+
+    >>> b = np.zeros((1, 7, 7), np.uint8); b[0, 1:6, 1] = b[0, 1:6, 5] = b[0, 1, 1:6] = b[0, 5, 1:6] = 1
+    >>> t = np.zeros((4, 2, 2), np.int64); t[:, 1, 0] = 1  # 1 to leave a stroke
+    >>> d, levels = integer_depth(b, t)
+    >>> int(d[0, 0, 0]), int(d[0, 3, 3]), int(levels[0])
+    (0, 1, 2)
+    """
+    b = np.asarray(boundary)
+    if b.ndim != 3:
+        raise ValueError(f"boundary: expected shape (N, H, W), got {b.shape}")
+    t = np.asarray(table)
+    if t.shape != (len(DIRECTIONS), 2, 2) or not np.isin(t, (0, 1)).all():
+        raise ValueError(f"table: expected a (4, 2, 2) array of 0/1 costs, got shape {t.shape}")
+    if t[:, 0, 0].any() or t[:, 1, 1].any():
+        raise ValueError("table: moves between two background or two stroke pixels must cost 0")
+    n, h, w = b.shape
+    budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
+    node, dist, levels, _ = _component_depth(b, t, budget)
+    return dist[node], levels
+
+
+# ---------------------------------------------------------------- the certificate
+
+
+def _max_depth(size: int) -> int:
+    """Most curves that can enclose a background pixel of a ``size``² canvas: ``(size − 1) // 2``.
+
+    Along the pixel's row each enclosing curve has a stroke pixel on either side, distinct curves'
+    pixels are distinct, so ``2 m + 1 <= size``.
+    """
+    return max(0, (int(size) - 1) // 2)
+
+
+def _soft_deviation(size: int, eps_move: float, eps_transition: float, eps_one: float, unit_roundoff: float) -> float:
+    r"""Bound on :math:`|d_c − d_T|` at background pixels of a ``size``² canvas (see :func:`certify_costs`)."""
+    n = int(size)
+    path, depth = n * n, _max_depth(n)
+    up = depth * eps_transition + path * eps_move
+    down = depth * eps_one
+    return max(up, down) + 2.0 * path * (depth + 2) * unit_roundoff
+
+
+def certify_costs(
+    low: np.ndarray,
+    high: np.ndarray,
+    head_weight: np.ndarray,
+    head_bias: float,
+    *,
+    size: int | None = None,
+    min_size: int = 32,
+    unit_roundoff: float = 2.0**-24,
+) -> dict:
+    r"""Decide from the learned numbers on which canvases crossing-depth is exact on *every* well-posed image.
+
+    Parameters
+    ----------
+    low, high : array of shape (4, 2, 2)
+        Least and largest cost of entering a pixel p from its neighbour q in direction k of
+        :data:`DIRECTIONS`, by ``[k, B_q, B_p]`` (equal for the ``"pair"`` window; over every binary
+        window for a wider one).
+    head_weight : array of shape (3,), head_bias : float
+        The 1×1 head on :math:`[B, (1 − B)\cos \pi d, 1 − B]`.
+    size : int, optional
+        A canvas to decide (``exact_at_size`` in the result).
+    min_size : int
+        Inference hardens the costs only if the costs as learned are certified up to this canvas
+        (the training canvas): there the hardened and the learned model are both exact, so hardening
+        changes no answer the training could have checked.
+    unit_roundoff : float
+        Of the float type the soft depth is computed in (2⁻²⁴: float32).
+
+    Returns
+    -------
+    dict (JSON-ready)
+        ``certified`` (conditions 1–5 hold: inference hardens the costs and is exact on every canvas),
+        ``table_exact`` (conditions 1–4: the hardened model would be exact on every canvas),
+        ``max_size`` (largest canvas side on which the model as run at inference is exact; ``None``:
+        every canvas), ``max_size_soft`` (the same for the soft, learned costs), ``tolerance``,
+        ``eps``, ``table``, ``table_class``, ``failure`` (first failing condition or ``None``),
+        ``reasons`` (every condition checked, in order), ``size`` and ``exact_at_size``.
+
+    Notes
+    -----
+    Premise (the exact fill's, :func:`jordanlab.topology.fill`): on a well-posed image (disjoint simple
+    closed 8-curves, no two curves 8-adjacent), under the *reference* table R (1 to leave a stroke for
+    the background, 0 otherwise) the depth of a background pixel is the number m of curves around it.
+
+    1. **Hard table.** Every cost range lies on one side of 1/2; T is the rounded table.
+    2. **Free moves.** :math:`T_k[0,0] = T_k[1,1] = 0`: a region and a 4-connected stroke piece are
+       crossed for free.
+    3. **An exact split.** Either (i) leaving a stroke costs 1 from every direction and entering is
+       free from both directions of one axis (top and bottom, or left and right), or (ii) entering costs
+       1 from every direction and leaving is free. (ii): along a path between background pixels entries
+       and exits alternate, so every path costs as under R. (i): :math:`T \ge R`, so
+       :math:`d_T \ge d_R = m`; conversely every R-crossing of a curve C from its outer region O into
+       its inner region I (enter a stroke piece K from a ∈ O, walk in K, leave into I) can be rerouted at
+       cost 1 under T: if a enters s ∈ K from the right (say) and vertical entries are free, walk up the
+       column of a: while the pixel above s is in K and the one above a is background, both move up
+       (a stays in O, s in K); the walk ends at the frame (entered for free), at a pixel above a in K
+       (entered from below for free), at a background pixel above s (then in O, entering s from above
+       for free), or at the diagonal pattern (above a: stroke v of C; above s: background u). There u
+       touches C, so u ∈ O (enter s from above for free) or u ∈ I (enter v from a for free, leave to u
+       for 1). So :math:`d_T = m` exactly, with integer costs: the hardened model has no drift.
+    4. **Parity readout.** :math:`w_0 + b > 0` (curve pixels are figure), :math:`w_1 < 0` and
+       :math:`|w_2 + b| < |w_1|`; then at :math:`|d − m| < \tau = \arccos(|w_2 + b| / |w_1|) / \pi`
+       the logit :math:`w_1 (−1)^m \cos(\pi (d − m)) + w_2 + b` has the sign of the parity of m.
+    5. **Drift of the soft costs.** With :math:`\varepsilon_{mv}` the largest cost of a free move,
+       :math:`\varepsilon_t` the largest free transition cost and :math:`\varepsilon_1` the largest
+       shortfall of a costly entry from 1: a T-shortest path has at most :math:`L = N^2` steps (it is
+       simple) and at most m free transitions, so :math:`d_c \le m + m \varepsilon_t + L\varepsilon_{mv}`;
+       any path has at least as many costly steps as its T-cost, so :math:`d_c \ge m (1 − \varepsilon_1)`;
+       with :math:`m \le (N − 1)/2` and a float rounding term :math:`2 L (m + 2) u`, the soft model is
+       exact on an N² canvas if that bound is below τ: ``max_size_soft`` is the largest such N.
+
+    >>> lo = np.zeros((4, 2, 2)); lo[:, 1, 0] = 1
+    >>> cert = certify_costs(lo, lo, np.array([10.0, -10.0, 0.0]), 0.0)
+    >>> cert["certified"], cert["max_size"], cert["table_class"]
+    (True, None, 'leave 1, enter free (both axes)')
+    """
+    lo, hi = np.asarray(low, float), np.asarray(high, float)
+    if lo.shape != (len(DIRECTIONS), 2, 2) or hi.shape != lo.shape:
+        raise ValueError(f"low, high: expected shape (4, 2, 2), got {lo.shape} and {hi.shape}")
+    hw = np.asarray(head_weight, float).ravel()
+    if hw.shape != (3,):
+        raise ValueError(f"head_weight: expected 3 numbers, got shape {hw.shape}")
+    names = [name for name, _ in DIRECTIONS]
+    pairs = {(0, 0): "background→background", (0, 1): "background→stroke", (1, 0): "stroke→background",
+             (1, 1): "stroke→stroke"}
+    reasons: list[str] = []
+    out: dict = dict(certified=False, table_exact=False, max_size=0, max_size_soft=0, tolerance=None, eps=None,
+                     table=None, table_class=None, failure=None, reasons=reasons, size=size, exact_at_size=False,
+                     min_size=int(min_size))
+
+    def fail(msg: str) -> dict:
+        reasons.append("FAIL " + msg)
+        out["failure"] = msg
+        return out
+
+    # 1. a hard table
+    for k in range(len(DIRECTIONS)):
+        for (q, p), pair in pairs.items():
+            if lo[k, q, p] <= 0.5 <= hi[k, q, p]:
+                return fail(f"hard table: the cost of {pair} from the {names[k]} ranges over "
+                            f"[{lo[k, q, p]:.3g}, {hi[k, q, p]:.3g}], not on one side of 1/2")
+    t = (lo > 0.5).astype(np.int64)
+    out["table"] = t.tolist()
+    reasons.append("ok   hard table: every cost range lies on one side of 1/2")
+    # 2. free moves
+    for k in range(len(DIRECTIONS)):
+        for q in (0, 1):
+            if t[k, q, q]:
+                return fail(f"free moves: {pairs[(q, q)]} from the {names[k]} costs at least {lo[k, q, q]:.3g} "
+                            "(rounds to 1), so a region or a stroke can count as several crossings")
+    reasons.append("ok   free moves: background→background and stroke→stroke round to 0 from every direction")
+    # 3. an exact split
+    enter, leave = t[:, 0, 1], t[:, 1, 0]
+    if leave.all() and not (enter[2] or enter[3]) or leave.all() and not (enter[0] or enter[1]):
+        axes = [a for a, ks in (("vertical", (2, 3)), ("horizontal", (0, 1))) if not enter[list(ks)].any()]
+        costly = [names[k] for k in range(4) if enter[k]]
+        cls = "leave 1, enter free (both axes)" if not costly else f"leave 1, enter free along the {axes[0]} axis (1 from the {', '.join(costly)})"
+    elif enter.all() and not leave.any():
+        cls = "enter 1, leave free"
+    else:
+        return fail(f"exact split: entering costs {enter.tolist()} and leaving costs {leave.tolist()} "
+                    "(left, right, top, bottom) is neither 'leave 1 with one axis of free entries' nor "
+                    "'enter 1, leave free': some curve can cost 0 or 2 to cross")
+    out["table_class"] = cls
+    reasons.append(f"ok   exact split: {cls}, so the hardened depth is the number of curves around a pixel")
+    # 4. the head reads parity
+    w0, w1, w2 = hw
+    a = w2 + float(head_bias)
+    if not w0 + head_bias > 0:
+        return fail(f"parity readout: a curve pixel's logit w0 + b = {w0 + head_bias:.3g} is not > 0")
+    if not (w1 < 0 and abs(a) < abs(w1)):
+        return fail(f"parity readout: w1 = {w1:.3g}, w2 + b = {a:.3g}: need w1 < 0 and |w2 + b| < |w1|")
+    tau = math.acos(abs(a) / abs(w1)) / math.pi
+    out["tolerance"] = tau
+    reasons.append(f"ok   parity readout: logit signs are right within |d − m| < {tau:.4f} of every integer m")
+    out["table_exact"] = True
+    # 5. the soft costs' drift
+    free = t == 0
+    move = np.zeros_like(free)
+    move[:, 0, 0] = move[:, 1, 1] = True
+    eps = dict(move=float(hi[move].max()), transition=float(hi[free & ~move].max()) if (free & ~move).any() else 0.0,
+               one=float((1 - lo[~free]).max()) if (~free).any() else 0.0)
+    out["eps"] = eps
+    ok = lambda n: _soft_deviation(n, eps["move"], eps["transition"], eps["one"], unit_roundoff) < tau  # noqa: E731
+    top = 0
+    if ok(1):
+        hi_n = 2
+        while ok(hi_n) and hi_n < 2**24:
+            hi_n *= 2
+        lo_n = hi_n // 2
+        while hi_n - lo_n > 1:
+            mid = (lo_n + hi_n) // 2
+            lo_n, hi_n = (mid, hi_n) if ok(mid) else (lo_n, mid)
+        top = lo_n
+    out["max_size_soft"] = top
+    reasons.append(f"{'ok  ' if top >= min_size else 'FAIL'} drift: the learned costs (eps move {eps['move']:.2g}, "
+                   f"transition {eps['transition']:.2g}, shortfall of 1 {eps['one']:.2g}) keep every depth within "
+                   f"{tau:.3f} of its integer on canvases up to {top}² (the hardening rule needs {min_size}²)")
+    out["certified"] = top >= min_size
+    if not out["certified"]:
+        out["failure"] = f"drift: the learned costs are certified only up to {top}², below the training canvas {min_size}²"
+    out["max_size"] = None if out["certified"] else top
+    out["exact_at_size"] = size is not None and (out["certified"] or int(size) <= top)
+    return out
+
+
 class CrossingDepthNet(nn.Module):
     """Learned crossing costs, min-plus sweeps to a fixed point, parity readout (see the module docstring).
 
@@ -140,6 +518,10 @@ class CrossingDepthNet(nn.Module):
         Weight of the mean cost in :meth:`gate_penalty`, beside the mean binary entropy.
     tol : float
         Halting rule: an image stops when no depth changed by more than ``tol`` in a round.
+    harden : bool
+        Whether :meth:`forward_with_rounds` (inference) hardens certified costs (:meth:`certificate`).
+    harden_min_size : int
+        The canvas up to which the learned costs must be certified before inference hardens them.
     """
 
     def __init__(
@@ -151,6 +533,8 @@ class CrossingDepthNet(nn.Module):
         init_logit: float = -4.0,
         sparsity: float = 0.1,
         tol: float = 1e-4,
+        harden: bool = True,
+        harden_min_size: int = 32,
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
@@ -176,6 +560,8 @@ class CrossingDepthNet(nn.Module):
             raise ValueError(f"tol must be > 0, got {tol}")
         self.sparsity = float(sparsity)
         self.tol = float(tol)
+        self.harden = bool(harden)
+        self.harden_min_size = check_positive_int(harden_min_size, "harden_min_size")
         self.head = nn.Conv2d(3, 1, 1)
         #: Rounds to run under ``torch.func.vmap`` (None: as many as the vmapped batch needs); see :meth:`depth`.
         self.rounds_under_vmap: int | None = None
@@ -212,7 +598,9 @@ class CrossingDepthNet(nn.Module):
 
         Rounds repeat until no depth changes by more than ``tol`` (the round that shows it counts),
         at most ``max_rounds`` (default ``2 (H + W)``). Under autograd the whole batch runs until its
-        last image halts; without it, halted images leave the batch. Under ``torch.func.vmap``
+        last image halts. Without autograd the fixed point is solved exactly in one pass
+        (:func:`shortest_path_depth`; rounds = 1), which equals the sweeps' to float precision
+        (``tests/test_depth.py``); ``sweep_depth`` keeps the sweeps. Under ``torch.func.vmap``
         (per-example gradients, tangent kernels) no value can steer the loop, so every example runs
         the rounds the whole vmapped batch needs, counted beforehand on the plain values (as a
         training step runs its batch), or ``rounds_under_vmap`` rounds if that is set.
@@ -238,6 +626,13 @@ class CrossingDepthNet(nn.Module):
                 if bool((rounds > 0).all()):
                     break
             return d, rounds.masked_fill(rounds == 0, budget)
+        return shortest_path_depth(c).to(c.device), torch.ones(n, dtype=torch.long, device=c.device)
+
+    @torch.no_grad()
+    def sweep_depth(self, c: torch.Tensor, *, max_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sweeps' depth and rounds without autograd (halted images leave the batch): the reference."""
+        n, _, h, w = c.shape
+        budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
         return self._depth_no_grad(c, budget)
 
     def _depth_no_grad(self, c: torch.Tensor, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,9 +673,68 @@ class CrossingDepthNet(nn.Module):
         return self.readout(x, self.gates(x))
 
     def forward_with_rounds(self, x: torch.Tensor, *, max_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(N, 1, H, W)`` and the rounds each image used ``(N,)`` (the iteration count)."""
+        """Logits ``(N, 1, H, W)`` and the rounds each image used ``(N,)`` (the iteration count): inference.
+
+        Without autograd, on binary images, and if :meth:`certificate` says the costs harden
+        (``harden=True``), the depth is the integer depth of the hardened table (:func:`integer_depth`;
+        rounds = its BFS levels, 1 + the largest depth) read by the head at integer depths; otherwise as
+        :meth:`forward` (:meth:`depth`).
+        """
+        if self.harden and not torch.is_grad_enabled():
+            check_images(x, self.in_channels)
+            b = x[:, 0]
+            cert = self.certificate()
+            if cert["certified"] and bool(((b == 0) | (b == 1)).all()):
+                n, h, w = b.shape
+                budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
+                node, dist, levels, n_bg = _component_depth(b.to("cpu", torch.uint8).numpy(), np.asarray(cert["table"]), budget)
+                return self._integer_readout(node, dist, n_bg).to(x.device, x.dtype), torch.from_numpy(levels).to(x.device)
         d, rounds = self.depth(self.gates(x), max_rounds=max_rounds)
         return self.depth_readout(x, d), rounds
+
+    def _integer_readout(self, node: np.ndarray, dist: np.ndarray, n_bg: int) -> torch.Tensor:
+        """The head at integer depths, ``(N, 1, H, W)``: one of three logits (curve, even, odd background) per component."""
+        cases = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, -1.0, 1.0]], dtype=self.head.weight.dtype)
+        with torch.no_grad():
+            lut = self.head(cases[:, :, None, None]).flatten().numpy()
+        case = np.zeros(dist.size, np.intp)  # stroke components (and the frame): the curve's logit
+        case[1 : n_bg + 1] = 1 + dist[1 : n_bg + 1] % 2
+        return torch.from_numpy(lut[case][node])[:, None]
+
+    def cost_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Least and largest cost ``(4, 2, 2)`` by ``[direction, B_q, B_p]`` over every binary window the costs can see.
+
+        For ``window="pair"`` the table itself (low = high); for an h×w window the cost net is run on
+        all :math:`2^{hw}` binary windows (at most 2¹⁶) and each cost is grouped by the predecessor's and
+        the pixel's values.
+        """
+        with torch.no_grad():
+            if self.window == "pair":
+                c = torch.sigmoid(self.table.double()).numpy()
+                return c, c.copy()
+            kh, kw = self.window  # type: ignore[misc]
+            if kh * kw > 16:
+                raise ValueError(f"window {self.window}: 2^{kh * kw} binary windows are too many to enumerate (at most 2^16)")
+            codes = torch.arange(2 ** (kh * kw))
+            bits = ((codes[:, None] >> torch.arange(kh * kw)) & 1).to(self.head.weight.dtype).view(-1, 1, kh, kw)
+            c = torch.sigmoid(self.cost_net(bits)[:, :, kh // 2, kw // 2]).double().numpy()  # (P, 4)
+            bits = bits[:, 0].numpy().astype(np.int64)
+        lo, hi = np.full((len(DIRECTIONS), 2, 2), np.inf), np.full((len(DIRECTIONS), 2, 2), -np.inf)
+        for k, (_, (dy, dx)) in enumerate(DIRECTIONS):
+            q, p = bits[:, kh // 2 + dy, kw // 2 + dx], bits[:, kh // 2, kw // 2]
+            for bq in (0, 1):
+                for bp in (0, 1):
+                    sel = c[(q == bq) & (p == bp), k]
+                    lo[k, bq, bp], hi[k, bq, bp] = sel.min(), sel.max()
+        return lo, hi
+
+    def certificate(self, size: int | None = None) -> dict:
+        """:func:`certify_costs` of this model's costs and head (see there): on which canvases it is exact."""
+        lo, hi = self.cost_ranges()
+        w = self.head.weight.detach().double().flatten().numpy()
+        u = 2.0**-53 if self.head.weight.dtype == torch.float64 else 2.0**-24
+        return certify_costs(lo, hi, w, float(self.head.bias.detach()), size=size, min_size=self.harden_min_size,
+                             unit_roundoff=u)
 
     def receptive_field(self) -> str:
         """``"global"``: a round reaches the whole canvas along rows and columns; rounds repeat to a fixed point."""
