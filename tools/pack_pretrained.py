@@ -1,6 +1,7 @@
 """Pack finished quick runs into ``src/jordanlab/models/pretrained/NAME/`` (maintainers only).
 
     python tools/pack_pretrained.py NAME=RUN_DIR[,RETRAIN_DIR] ...
+    python tools/pack_pretrained.py --rescore NAME ...   # same weights, inference changed: measure again
 
 ``RUN_DIR`` is a finished ``jordanlab train configs/quick-NAME.toml`` run, evaluated with
 ``jordanlab eval RUN_DIR --n 20``. ``RETRAIN_DIR``, a second training of the same config with
@@ -88,9 +89,45 @@ def pack(name: str, run: Path, retrain: Path | None) -> dict:
             "parameters": count_parameters(model), "bytes": sum(f["bytes"] for f in files.values()), "files": files}
 
 
+def rescore(name: str) -> dict:
+    """Recompute a shipped model's eval.json (20 images per suite) and check.json scores with today's inference.
+
+    For a change of inference that keeps the weights (e.g. crossing-depth's exact fixed point, whose rounds
+    differ from the sweeps'): the checkpoint and its weight hashes stay; the scores are measured again.
+    """
+    import tempfile
+
+    from jordanlab.evaluate import evaluate_run
+
+    dest = DEST / name
+    check = json.loads((dest / "check.json").read_text())
+    model, config = load_model(dest)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / name
+        shutil.copytree(dest, copy)
+        (copy / "eval.json").unlink()
+        ev = evaluate_run(copy, n=20, figures=False, progress=False)
+    write_json(dest / "eval.json", ev)
+    check["suites"] = check_images(model, config, list(ev["suites"]))
+    write_json(dest / "check.json", check)
+    for p in dest.iterdir():
+        p.chmod(0o644)
+    manifest = json.loads((DEST / MANIFEST).read_text())["models"][name]
+    manifest["files"] = {p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+                         for p in sorted(dest.iterdir()) if p.is_file()}
+    manifest["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
+    return manifest
+
+
 def main(argv: list[str]) -> None:
     manifest_path = DEST / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
+    if argv[:1] == ["--rescore"]:
+        for name in argv[1:]:
+            manifest["models"][name] = rescore(name)
+            print(f"{name}: rescored")
+        write_json(manifest_path, manifest)
+        return
     for item in argv:
         name, _, dirs = item.partition("=")
         run, _, retrain = dirs.partition(",")
