@@ -22,7 +22,9 @@ path on the 4-connected pixel grid, and reads its parity.
   whole row or column, so the rounds follow the number of monotone pieces of the shortest paths,
   not their length: 3–5 rounds for blobs at any canvas size, and on spirals (winding corridors)
   about 6× fewer rounds than local propagation needs steps (``benchmarks/depth_figures.py``).
-- **Inference** (no autograd). The same fixed point, reached without following the corridors:
+- **Inference** (:meth:`CrossingDepthNet.forward_with_rounds` without autograd: ``predict``, ``eval``;
+  :meth:`~CrossingDepthNet.forward` and :meth:`~CrossingDepthNet.depth` keep the sweeps). The same fixed
+  point, reached without following the corridors:
   :func:`shortest_path_depth` solves the shortest paths exactly (Dijkstra from a virtual source on the
   frame, one pass), which equals the sweeps' fixed point to float precision; and when the 20 learned
   numbers are *certified* (:func:`certify_costs`) :meth:`CrossingDepthNet.forward_with_rounds` hardens the
@@ -187,7 +189,8 @@ def shortest_path_depth(c: torch.Tensor) -> torch.Tensor:
     cols.append(on_frame)
     vals.append(frame[on_frame])
     graph = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(npx + 1, npx + 1))
-    dist = dijkstra(graph, directed=True, indices=npx)[:npx]  # explicit zeros are edges (scipy >= 1.11)
+    # Explicitly stored zero costs are edges for csgraph (tests/test_depth_inference.py has zero costs).
+    dist = dijkstra(graph, directed=True, indices=npx)[:npx]
     return torch.from_numpy(dist.reshape(n, h, w)).to(c.dtype)
 
 
