@@ -141,8 +141,8 @@ def test_rounds_follow_the_turns_and_the_budget_cuts_them():
     x = torch.from_numpy(boundaries).double()[:, None]
     net = _exact_net()
     with torch.no_grad():
-        d_full, rounds = net.sweep_depth(net.gates(x))
-        d_cut, cut = net.sweep_depth(net.gates(x), max_rounds=2)
+        d_full, rounds = net.depth(net.gates(x))
+        d_cut, cut = net.depth(net.gates(x), max_rounds=2)
     assert (rounds > 2).all() and (cut == 2).all()
     assert (d_cut >= d_full - 1e-12).all() and (d_cut > d_full + 0.5).any()  # stopped early: not converged
 

@@ -61,7 +61,7 @@ def test_exact_solver_equals_the_converged_sweeps_on_every_suite(suite, size, ta
     with torch.no_grad():
         c = net.gates(x)
         swept, rounds = net.sweep_depth(c, max_rounds=10_000)
-        exact, ones = net.depth(c)
+        exact, ones = net.exact_depth(c)
     assert (rounds < 10_000).all() and (ones == 1).all()
     torch.testing.assert_close(exact, swept, rtol=0, atol=1e-12)
 
@@ -78,7 +78,7 @@ def test_with_the_default_halting_the_sweeps_stop_above_the_fixed_point_and_pred
     with torch.no_grad():
         c = net.gates(x)
         swept, _ = net.sweep_depth(c)
-        exact, _ = net.depth(c)
+        exact, _ = net.exact_depth(c)
         bound = net.tol + 2 * x.shape[-1] * x.shape[-2] * (float(exact.max()) + 2) * 2.0**-24
         assert (exact - swept).abs().max() <= bound
         same = (net.depth_readout(x, swept) > 0) == (net.depth_readout(x, exact) > 0)

@@ -22,7 +22,9 @@ path on the 4-connected pixel grid, and reads its parity.
   whole row or column, so the rounds follow the number of monotone pieces of the shortest paths,
   not their length: 3–5 rounds for blobs at any canvas size, and on spirals (winding corridors)
   about 6× fewer rounds than local propagation needs steps (``benchmarks/depth_figures.py``).
-- **Inference** (no autograd). The same fixed point, reached without following the corridors:
+- **Inference** (:meth:`CrossingDepthNet.forward_with_rounds` without autograd: ``predict``, ``eval``;
+  :meth:`~CrossingDepthNet.forward` and :meth:`~CrossingDepthNet.depth` keep the sweeps). The same fixed
+  point, reached without following the corridors:
   :func:`shortest_path_depth` solves the shortest paths exactly (Dijkstra from a virtual source on the
   frame, one pass), which equals the sweeps' fixed point to float precision; and when the 20 learned
   numbers are *certified* (:func:`certify_costs`) :meth:`CrossingDepthNet.forward_with_rounds` hardens the
@@ -187,7 +189,8 @@ def shortest_path_depth(c: torch.Tensor) -> torch.Tensor:
     cols.append(on_frame)
     vals.append(frame[on_frame])
     graph = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(npx + 1, npx + 1))
-    dist = dijkstra(graph, directed=True, indices=npx)[:npx]  # explicit zeros are edges (scipy >= 1.11)
+    # Explicitly stored zero costs are edges for csgraph (tests/test_depth_inference.py has zero costs).
+    dist = dijkstra(graph, directed=True, indices=npx)[:npx]
     return torch.from_numpy(dist.reshape(n, h, w)).to(c.dtype)
 
 
@@ -598,9 +601,9 @@ class CrossingDepthNet(nn.Module):
 
         Rounds repeat until no depth changes by more than ``tol`` (the round that shows it counts),
         at most ``max_rounds`` (default ``2 (H + W)``). Under autograd the whole batch runs until its
-        last image halts. Without autograd the fixed point is solved exactly in one pass
-        (:func:`shortest_path_depth`; rounds = 1), which equals the sweeps' to float precision
-        (``tests/test_depth.py``); ``sweep_depth`` keeps the sweeps. Under ``torch.func.vmap``
+        last image halts; without it, halted images leave the batch. These are the sweeps the model is
+        trained, explained and drawn with; inference (:meth:`forward_with_rounds`) reaches the same fixed
+        point without them (:meth:`exact_depth`). Under ``torch.func.vmap``
         (per-example gradients, tangent kernels) no value can steer the loop, so every example runs
         the rounds the whole vmapped batch needs, counted beforehand on the plain values (as a
         training step runs its batch), or ``rounds_under_vmap`` rounds if that is set.
@@ -626,14 +629,19 @@ class CrossingDepthNet(nn.Module):
                 if bool((rounds > 0).all()):
                     break
             return d, rounds.masked_fill(rounds == 0, budget)
-        return shortest_path_depth(c).to(c.device), torch.ones(n, dtype=torch.long, device=c.device)
+        return self._depth_no_grad(c, budget)
 
     @torch.no_grad()
     def sweep_depth(self, c: torch.Tensor, *, max_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sweeps' depth and rounds without autograd (halted images leave the batch): the reference."""
+        """The sweeps' depth and rounds without autograd (halted images leave the batch), as :meth:`depth` there."""
         n, _, h, w = c.shape
         budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
         return self._depth_no_grad(c, budget)
+
+    @staticmethod
+    def exact_depth(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sweeps' fixed point solved in one pass (:func:`shortest_path_depth`) and rounds = 1 ``(N,)``; no gradient."""
+        return shortest_path_depth(c).to(c.device), torch.ones(c.shape[0], dtype=torch.long, device=c.device)
 
     def _depth_no_grad(self, c: torch.Tensor, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`depth` without autograd: halted images leave the batch."""
@@ -677,19 +685,22 @@ class CrossingDepthNet(nn.Module):
 
         Without autograd, on binary images, and if :meth:`certificate` says the costs harden
         (``harden=True``), the depth is the integer depth of the hardened table (:func:`integer_depth`;
-        rounds = its BFS levels, 1 + the largest depth) read by the head at integer depths; otherwise as
-        :meth:`forward` (:meth:`depth`).
+        rounds = its BFS levels, 1 + the largest depth) read by the head at integer depths; otherwise,
+        without autograd, the exact fixed point of the learned costs (:meth:`exact_depth`, rounds = 1);
+        under autograd the sweeps (:meth:`depth`). Without autograd no pass follows a corridor.
         """
-        if self.harden and not torch.is_grad_enabled():
-            check_images(x, self.in_channels)
-            b = x[:, 0]
-            cert = self.certificate()
-            if cert["certified"] and bool(((b == 0) | (b == 1)).all()):
-                n, h, w = b.shape
-                budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
-                node, dist, levels, n_bg = _component_depth(b.to("cpu", torch.uint8).numpy(), np.asarray(cert["table"]), budget)
-                return self._integer_readout(node, dist, n_bg).to(x.device, x.dtype), torch.from_numpy(levels).to(x.device)
-        d, rounds = self.depth(self.gates(x), max_rounds=max_rounds)
+        if torch.is_grad_enabled():
+            d, rounds = self.depth(self.gates(x), max_rounds=max_rounds)
+            return self.depth_readout(x, d), rounds
+        check_images(x, self.in_channels)
+        b = x[:, 0]
+        if self.harden and self.certificate()["certified"] and bool(((b == 0) | (b == 1)).all()):
+            n, h, w = b.shape
+            budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
+            table = np.asarray(self.certificate()["table"])
+            node, dist, levels, n_bg = _component_depth(b.to("cpu", torch.uint8).numpy(), table, budget)
+            return self._integer_readout(node, dist, n_bg).to(x.device, x.dtype), torch.from_numpy(levels).to(x.device)
+        d, rounds = self.exact_depth(self.gates(x))
         return self.depth_readout(x, d), rounds
 
     def _integer_readout(self, node: np.ndarray, dist: np.ndarray, n_bg: int) -> torch.Tensor:
