@@ -128,7 +128,8 @@ def scenarios(d: Path) -> list[tuple[str, int, str, str]]:
 
     two = d / "two"
     p1 = subprocess.Popen([sys.executable, "-m", "jordanlab", "train", slow, "--out", str(two), "--quiet"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,  # Ctrl-C as in a terminal:
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while not list(two.glob("ckpt-*.pt.sha256")) and p1.poll() is None:  # inside the training loop
         time.sleep(0.1)
     code, line = jl("train", slow, "--out", str(two), "--quiet", "--set", "train.seed=1")

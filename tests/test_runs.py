@@ -206,8 +206,11 @@ def test_leftovers_of_interrupted_writes_are_cleaned_under_the_lock(tmp_path):
 
 def _tiny_cli(tmp_path: Path, *argv: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # A shell that runs this suite in the background starts it with SIGINT ignored, and children inherit that:
+    # restore the default so the child's Python turns Ctrl-C into KeyboardInterrupt as in a terminal.
     return subprocess.Popen([sys.executable, "-m", "jordanlab", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def test_ctrl_c_during_train_says_how_to_resume(tmp_path):
