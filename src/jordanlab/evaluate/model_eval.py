@@ -42,6 +42,25 @@ def suite_images(name: str, *, canvas: int, n: int | None = None, seed: int = 0)
     raise ValueError(f"suites: unknown suite {name!r}; valid: {', '.join([*SUITES, *PRESETS])}")
 
 
+def score_images(model: nn.Module, boundaries: np.ndarray, masks: np.ndarray, *, batch_size: int = 32,
+                 device: Any = "cpu", max_iters: int | None = None, patience: int = 10
+                 ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, np.ndarray | None]:
+    """One suite's entry (aggregate scores, iterations of iterated models, canvas, seconds), the per-image
+    scores, the predicted masks ``(N, H, W)`` and the iterations ``(N,)`` (``None`` for one-pass models)."""
+    t0 = time.perf_counter()
+    preds, iters = predict_masks(model, boundaries, batch_size=batch_size, device=device, max_iters=max_iters,
+                                 patience=patience)
+    per = per_image_scores(preds, masks)
+    entry: dict[str, Any] = dict(aggregate_scores(per))
+    if iters is not None:
+        budget = default_max_iters(*boundaries.shape[1:]) if max_iters is None else int(max_iters)
+        entry.update(iters_mean=float(iters.mean()), iters_max=int(iters.max()), iters_budget=budget,
+                     halted_rate=float((iters < budget).mean()))
+    entry["canvas"] = int(boundaries.shape[-1])
+    entry["seconds"] = time.perf_counter() - t0
+    return entry, per, preds, iters
+
+
 def evaluate_model(
     model: nn.Module,
     *,
@@ -107,17 +126,8 @@ def evaluate_model(
     result: dict[str, Any] = {"canvas": canvas, "suites": {}}
     for name in names:
         b, m = suite_images(name, canvas=canvas, n=n, seed=seed)
-        t0 = time.perf_counter()
-        preds, iters = predict_masks(model, b, batch_size=batch_size, device=device, max_iters=max_iters,
-                                     patience=patience)
-        per = per_image_scores(preds, m)
-        entry: dict[str, Any] = dict(aggregate_scores(per))
-        if iters is not None:
-            budget = default_max_iters(*b.shape[1:]) if max_iters is None else int(max_iters)
-            entry.update(iters_mean=float(iters.mean()), iters_max=int(iters.max()), iters_budget=budget,
-                         halted_rate=float((iters < budget).mean()))
-        entry["canvas"] = int(b.shape[-1])
-        entry["seconds"] = time.perf_counter() - t0
+        entry, per, preds, iters = score_images(model, b, m, batch_size=batch_size, device=device,
+                                                max_iters=max_iters, patience=patience)
         if per_image:
             images: dict[str, Any] = {"iou": [float(v) for v in per["iou"]],
                                       "perfect": [bool(v) for v in per["perfect"]],

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from jordanlab.train.checkpoint import load_checkpoint
 from jordanlab.train.distributed import resolve_device
 from jordanlab.train.run import Run
 
-from .metrics import aggregate_scores, per_image_scores
+from .model_eval import score_images
 from .predict import model_certificate, predict_masks
 
 __all__ = ["TEST_SUITE", "default_suites", "run_canvas", "evaluate_run", "stale_suites", "format_table"]
@@ -69,19 +68,8 @@ def _suite_arrays(name: str, *, run: Run, n: int | None, seed: int, size: int) -
 
 def _score_suite(model: Any, boundaries: np.ndarray, masks: np.ndarray, *, batch_size: int, device: Any,
                  max_iters: int | None, patience: int) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
-    t0 = time.perf_counter()
-    preds, iters = predict_masks(model, boundaries, batch_size=batch_size, device=device,
-                                 max_iters=max_iters, patience=patience)
-    per = per_image_scores(preds, masks)
-    entry: dict[str, Any] = dict(aggregate_scores(per))
-    if iters is not None:
-        from .predict import default_max_iters
-
-        budget = default_max_iters(*boundaries.shape[1:]) if max_iters is None else int(max_iters)
-        entry.update(iters_mean=float(iters.mean()), iters_max=int(iters.max()), iters_budget=budget,
-                     halted_rate=float((iters < budget).mean()))
-    entry["canvas"] = int(boundaries.shape[-1])
-    entry["seconds"] = time.perf_counter() - t0
+    entry, per, preds, _ = score_images(model, boundaries, masks, batch_size=batch_size, device=device,
+                                        max_iters=max_iters, patience=patience)
     return entry, per, preds
 
 
