@@ -75,8 +75,27 @@ def check_adam(optimizer: torch.optim.Optimizer) -> None:
         raise ValueError(f"optimizer param_groups must share lr, betas and eps, got {sorted(keys)}")
 
 
+class PathResult:
+    """What every recorded path decomposition derives from its fields: the steps and the relative residual."""
+
+    lrs: list[float]
+    initial: Tensor
+    final: Tensor
+    residual: Tensor
+
+    @property
+    def steps(self) -> int:
+        return len(self.lrs)
+
+    @property
+    def relative_residual(self) -> Tensor:
+        """|residual_q| / |final_q − initial_q|, shape (Q,)."""
+        change = (self.final - self.initial).abs().clamp_min(torch.finfo(self.final.dtype).tiny)
+        return self.residual.abs() / change
+
+
 @dataclass(frozen=True)
-class AdamPathDecomposition:
+class AdamPathDecomposition(PathResult):
     """Result of a recorded Adam run: final = initial + contributions.sum(1) + regulariser + residual.
 
     Attributes
@@ -133,15 +152,6 @@ class AdamPathDecomposition:
     kinks: Tensor | None = None
     unresolved: int = 0
 
-    @property
-    def steps(self) -> int:
-        return len(self.lrs)
-
-    @property
-    def relative_residual(self) -> Tensor:
-        """|residual_q| / |final_q − initial_q|, shape (Q,)."""
-        change = (self.final - self.initial).abs().clamp_min(torch.finfo(self.final.dtype).tiny)
-        return self.residual.abs() / change
 
 
 class _Penalty(nn.Module):

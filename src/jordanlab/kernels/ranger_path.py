@@ -53,7 +53,7 @@ from torch.func import functional_call
 from jordanlab.train.losses import elementwise_loss
 
 from . import _functional as F
-from .adam_path import AdamPathRecorder
+from .adam_path import AdamPathRecorder, PathResult
 
 __all__ = ["RangerPathDecomposition", "RangerPathRecorder", "check_ranger", "rectified_step_size"]
 
@@ -109,7 +109,7 @@ def check_ranger(optimizer: torch.optim.Optimizer) -> dict:
 
 
 @dataclass(frozen=True)
-class RangerPathDecomposition:
+class RangerPathDecomposition(PathResult):
     """Result of a recorded Ranger run: final = initial + Σ_i contributions + regulariser + batchnorm + residual.
 
     Attributes
@@ -169,16 +169,6 @@ class RangerPathDecomposition:
     unresolved: int
     quadrature: int
     lrs: list[float]
-
-    @property
-    def steps(self) -> int:
-        return len(self.lrs)
-
-    @property
-    def relative_residual(self) -> Tensor:
-        """|residual_q| / |final_q − initial_q|, shape (Q,)."""
-        change = (self.final - self.initial).abs().clamp_min(torch.finfo(self.final.dtype).tiny)
-        return self.residual.abs() / change
 
 
 class RangerPathRecorder(AdamPathRecorder):
