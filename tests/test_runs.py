@@ -194,14 +194,15 @@ def test_leftovers_of_interrupted_writes_are_cleaned_under_the_lock(tmp_path):
     run = tmp_path / "run"
     cfg = _config_file(tmp_path)
     assert main(["train", str(cfg), "--out", str(run), "--quiet", "--epochs", "1"]) == 0
-    (run / ".ckpt-000002.pt.abcd.tmp").write_bytes(b"half")
-    (run / ".eval.json.x1y2.tmp.json").write_text("{")
+    (run / ".ckpt-000002.pt.ab12cd34.tmp").write_bytes(b"half")  # as mkstemp names an interrupted write
+    (run / ".eval.json.x1y2z3w4.tmp.json").write_text("{")
+    (run / ".my.tmp").write_text("a user's hidden file: not one of jordanlab's temporaries")
     (run / "ckpt-000009.pt.sha256").write_text("0" * 64)
     (run / "notes.md").write_text("mine")
     assert main(["train", str(cfg), "--out", str(run), "--quiet", "--epochs", "2"]) == 0
     names = sorted(p.name for p in run.iterdir())
-    assert ".ckpt-000002.pt.abcd.tmp" not in names and ".eval.json.x1y2.tmp.json" not in names
-    assert "ckpt-000009.pt.sha256" not in names and "notes.md" in names
+    assert ".ckpt-000002.pt.ab12cd34.tmp" not in names and ".eval.json.x1y2z3w4.tmp.json" not in names
+    assert "ckpt-000009.pt.sha256" not in names and "notes.md" in names and ".my.tmp" in names
 
 
 def _tiny_cli(tmp_path: Path, *argv: str, **kw) -> subprocess.Popen:

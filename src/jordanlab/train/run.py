@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,8 @@ RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 LOCK = ".lock"
+#: The temporary files of jordanlab's atomic writers (``mkstemp(prefix=".NAME.", suffix=".tmp[.EXT]")``).
+_ATOMIC_TMP = re.compile(r"^\.[^/]+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 #: Keys that may change between a run and its resumption: they do not change the weights.
 #: ``train.epochs`` joins them when ``optim.schedule`` is ``constant`` (the rate then does not depend
@@ -232,7 +235,7 @@ class Run:
         """Under the lock: remove temporary files of interrupted writes and hash files of lost checkpoints."""
         for p in self.path.iterdir():
             name = p.name
-            stale_tmp = name.startswith(".") and ".tmp" in name and p.is_file()
+            stale_tmp = bool(_ATOMIC_TMP.match(name)) and p.is_file()
             orphan_hash = (name.startswith("ckpt-") and name.endswith(".pt.sha256")
                            and not (self.path / name[: -len(".sha256")]).exists())
             if stale_tmp or orphan_hash:
