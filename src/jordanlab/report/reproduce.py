@@ -287,9 +287,9 @@ def reproduce(out_dir: str | os.PathLike, *, quick: bool = True, device: str = "
         # epoch's), and evaluation recomputes only what is stale, so a rerun redoes exactly the unfinished work.
         if not Run.for_training(run_dir, config).status()["finished"]:
             log.run(f"train {name}", lambda: train(config, run_dir, progress=progress))
-        if stale_suites(run_dir, n=eval_n):
-            log.run(f"eval {name}", lambda: evaluate_run(run_dir, n=eval_n, device=device, progress=progress))
-        evals[name] = evaluate_run(run_dir, n=eval_n, device=device, progress=False)  # fresh: read back
+        score = lambda: evaluate_run(run_dir, n=eval_n, device=device, progress=progress)  # noqa: E731
+        # a fresh eval.json is returned as it is (nothing scored, no step logged)
+        evals[name] = log.run(f"eval {name}", score) if stale_suites(run_dir, n=eval_n) else score()
         from jordanlab.models import count_parameters
 
         params[name] = count_parameters(Run.open(run_dir).load_model())
