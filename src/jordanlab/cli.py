@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiet(p)
     p = command(sub, "certify", _cmd_certify,
                 "prove from a crossing-depth run's learned numbers the canvases on which it is exact")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
     p.add_argument("--size", type=int, default=None, help="also decide this canvas side")
     p = command(sub, "predict", _cmd_predict, "fill your own boundary image with a trained run")
     p.add_argument("run", help="run directory, or a shipped model (jordanlab models --pretrained)")
