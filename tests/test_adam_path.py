@@ -245,3 +245,19 @@ def test_query_images_one_parser_for_both_explain_commands(tmp_path):
     assert (parse_image_spec("1", config_dir).boundary == make("nested", "test", n=2, size=32)[0][1]).all()
     with pytest.raises(ValueError, match="outside"):
         parse_image_spec("3", config_dir)
+
+
+def test_per_example_gradients_of_a_fixed_point_model_sum_to_the_batch_gradient():
+    """crossing-depth loops a value-dependent number of rounds; under vmap it holds its batch's count.
+
+    The recorder's vmapped per-example gradients must then sum to the gradient the optimizer used.
+    """
+    torch.manual_seed(0)
+    model = build("crossing-depth").double()
+    q, p = _queries()
+    rec = AdamPathRecorder(q, p, n_train=10, loss="bce", grad_clip=0.0, penalty_weight=_penalty_weight,
+                           quadrature=2, kinks=False)
+    _run(model, rec, steps=4, clip=0.0)
+    r = rec.result()
+    assert float(r.gradient_residuals.max()) <= 1e-10
+    assert float(r.bookkeeping.abs().max()) <= 1e-10

@@ -11,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.func import functional_call, grad, vmap
 
+from jordanlab.models import held_rounds
+
 from jordanlab.models import CrossingDepthNet, build, min_plus_scan
 from jordanlab.models.depth import DIRECTIONS
 
@@ -178,15 +180,48 @@ def test_vmap_runs_the_rounds_of_the_batch_and_matches():
     net = _exact_net()
     params = dict(net.named_parameters())
     ref = net(x)
-    out = vmap(lambda xi: functional_call(net, params, (xi[None],))[0])(x)
+    with held_rounds(net, params, x) as rounds:
+        assert rounds == int(net.sweep_rounds(x).max()) > 1
+        out = vmap(lambda xi: functional_call(net, params, (xi[None],))[0])(x)
+        g = vmap(grad(lambda p, xi: functional_call(net, p, (xi[None],)).sum()), (None, 0))(params, x)
+    assert net.rounds_under_vmap is None  # released
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-9)
-    gref = [torch.autograd.grad(net(x[i : i + 1]).sum(), list(params.values())) for i in range(3)]
-    g = vmap(grad(lambda p, xi: functional_call(net, p, (xi[None],)).sum()), (None, 0))(params, x)
+    # per-example gradients of the batch's rounds: each example alone, run for the batch's rounds
+    gref = []
+    for i in range(3):
+        net.rounds_under_vmap = rounds
+        gref.append(torch.autograd.grad(net(x[i : i + 1]).sum(), list(params.values())))
+        net.rounds_under_vmap = None
     for j, k in enumerate(params):
         torch.testing.assert_close(g[k], torch.stack([gi[j] for gi in gref]), rtol=1e-9, atol=1e-12)
-    net.rounds_under_vmap = 1  # one round is not the fixed point on this image
-    g = vmap(grad(lambda p, xi: functional_call(net, p, (xi[None],)).sum()), (None, 0))(params, x)
-    assert all(torch.isfinite(v).all() for v in g.values())
+    # and they sum to the batch gradient a training step uses
+    gbatch = torch.autograd.grad(net(x).sum(), list(params.values()))
+    for j, k in enumerate(params):
+        torch.testing.assert_close(g[k].sum(0), gbatch[j], rtol=1e-9, atol=1e-12)
+
+
+def test_vmap_without_held_rounds_is_one_clear_error():
+    net = _exact_net()
+    params = dict(net.named_parameters())
+    x = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    x[:, 0, 2, 2:6] = 1
+    with pytest.raises(RuntimeError, match="held_rounds"):
+        vmap(lambda xi: functional_call(net, params, (xi[None],))[0])(x)
+
+
+def test_held_rounds_counts_at_the_weights_given():
+    """The hold counts the rounds of the weights the vmapped call uses, not the module's own."""
+    from jordanlab.data import make
+
+    boundaries, _ = make("spiral", "test", n=2, size=32)
+    x = torch.from_numpy(boundaries).double()[:, None]
+    net = _exact_net()
+    own = int(net.sweep_rounds(x).max())
+    free = {k: v.detach().clone() for k, v in net.named_parameters()}
+    free["table"] = torch.full_like(free["table"], -30.0)  # every move free: one round reaches the fixed point
+    with held_rounds(net, free, x) as rounds:
+        pass
+    assert rounds < own
 
 
 # ---------------------------------------------------------------- penalties, options, gradients

@@ -133,3 +133,20 @@ def test_auto_falls_back_to_ntk_vp_when_jacobians_do_not_fit():
     assert _resolve_method("auto", 8, 10_000, 4, 4) is NtkMethod.JACOBIAN
     assert _resolve_method("auto", 16384, 2_000_000, 4, 4) is NtkMethod.NTK_VP
     assert _resolve_method("jacobian", 16384, 2_000_000, 4, 4) is NtkMethod.JACOBIAN
+
+
+def test_tangent_kernel_of_a_fixed_point_model_does_not_depend_on_chunking():
+    """crossing-depth's rounds are held for all the examples at once, whatever ``batch_size`` chunks them."""
+    from jordanlab.data import make
+    from jordanlab.models import build
+
+    torch.manual_seed(0)
+    net = build("crossing-depth").double()
+    b, _ = make("nested", "test", n=3, size=32)
+    x = torch.from_numpy(b).double()[:, None]
+    k1 = tangent_kernel(net, x, pixels=[(16, 16)], batch_size=1)
+    k3 = tangent_kernel(net, x, pixels=[(16, 16)], batch_size=3)
+    torch.testing.assert_close(k1, k3, rtol=1e-12, atol=1e-12)
+    k = k1.reshape(3, 3)
+    assert torch.allclose(k, k.T, atol=1e-12)
+    assert float(torch.linalg.eigvalsh(k).min()) >= -1e-9 * float(k.diagonal().max())  # a Gram matrix

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from jordanlab.models.protocols import GatedModel
+from jordanlab.models.protocols import GatedModel, held_rounds
 from jordanlab.train.losses import TRAIN_LOSSES, elementwise_loss
 
 from . import _functional as F
@@ -352,7 +352,8 @@ class AdamPathRecorder:
             out = functional_call(self.grad_copy, {**p, **self.grad_state}, (x[None],))
             return elementwise_loss(out, y[None].reshape(out.shape), self.loss, reduction="mean")
 
-        return F.flatten(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
+        with held_rounds(self.grad_copy, {**w, **self.grad_state}, xb):  # a fixed-point model runs its batch's rounds
+            return F.flatten(vmap(grad(loss_i), (None, 0, 0))(w, xb, yb), lead=1)
 
     def _penalty_grad(self, w: dict[str, Tensor], xb: Tensor, weight: float) -> Tensor:
         """∇(λ_t P(w; batch)), shape (P,)."""

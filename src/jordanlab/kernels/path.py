@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, jvp, vmap
 
+from jordanlab.models.protocols import held_rounds
 from jordanlab.train.losses import LOSSES, elementwise_loss, loss_derivative
 
 from . import _functional as F
@@ -211,7 +212,8 @@ class _Recording:
         def fq(p: F.Params, x: Tensor, j: Tensor) -> Tensor:
             return self.fsingle(p, x).gather(0, j.reshape(1))[0]
 
-        return vmap(grad(fq), (None, 0, 0))(params, self.xq, self.qidx)
+        with held_rounds(self.model, {**params, **self.state}, self.xq):  # a fixed-point model: the queries' rounds
+            return vmap(grad(fq), (None, 0, 0))(params, self.xq, self.qidx)
 
     def segment_gradient(self, params: F.Params, delta: F.Params) -> F.Params:
         """ḡ(x_q) = Σ_k ω_k ∇f(w + t_k Δ, x_q) (one node t=0 in tangent mode), or split at kinks; dict of (Q, ...)."""
@@ -247,7 +249,8 @@ class _Recording:
                 return jvp(lambda p: self.fbatch(p, xb), (params,), (v,))
 
             # primal f(w_s, x_b) (B, O) is shared by all queries; tangents (Q, B, O) = ḡ_q · ∇f(w_s, x_b)[o]
-            fb, tang = vmap(tangent, out_dims=(None, 0))(gbar)
+            with held_rounds(self.model, {**params, **self.state}, xb):
+                fb, tang = vmap(tangent, out_dims=(None, 0))(gbar)
             dl = _loss_derivative(fb, yb, self.loss)  # (B, O)
             per_pixel = -c * tang * dl[None]
             step_contrib = per_pixel.sum(-1)
@@ -261,8 +264,9 @@ class _Recording:
             def mean_out(p: F.Params, x: Tensor) -> Tensor:
                 return self.fsingle(p, x).mean()
 
-            gl = F.flatten(vmap(grad(loss_i), (None, 0, 0))(params, xb, yb), 1)  # (B, P)
-            gf = F.flatten(vmap(grad(mean_out), (None, 0))(params, xb), 1)  # (B, P)
+            with held_rounds(self.model, {**params, **self.state}, xb):
+                gl = F.flatten(vmap(grad(loss_i), (None, 0, 0))(params, xb, yb), 1)  # (B, P)
+                gf = F.flatten(vmap(grad(mean_out), (None, 0))(params, xb), 1)  # (B, P)
             gq = F.flatten(gbar, 1)  # (Q, P)
             step_contrib = -c * gq @ gl.T
             step_kernel = c * gq @ gf.T

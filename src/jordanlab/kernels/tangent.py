@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
 
+from jordanlab.models.protocols import held_rounds
+
 from . import _functional as F
 
 __all__ = ["NtkMethod", "DEFAULT_NTK_METHOD", "tangent_kernel"]
@@ -147,10 +149,12 @@ def tangent_kernel(
     # the Jacobian method keeps one x1 chunk and all of x2's Jacobians
     n_rows = x2.shape[0] + (0 if same else min(batch_size, x1.shape[0]))
     m = _resolve_method(method, idx.numel(), n_params, n_rows, torch.finfo(dtype).bits // 8)
-    if m is NtkMethod.JACOBIAN:
-        k = _kernel_jacobian(fsel, params, x1, x2, same, trace, batch_size)
-    else:
-        k = _kernel_ntk_vp(fsel, params, x1, x2, trace, batch_size)
+    # a fixed-point model runs the rounds all the examples need, whatever the chunking (held for vmap)
+    with held_rounds(model, {**params, **state}, x1 if same else torch.cat([x1, x2])):
+        if m is NtkMethod.JACOBIAN:
+            k = _kernel_jacobian(fsel, params, x1, x2, same, trace, batch_size)
+        else:
+            k = _kernel_ntk_vp(fsel, params, x1, x2, trace, batch_size)
     if scalar or trace:
         return k if trace else k[:, 0, :, 0]
     return k

@@ -3,13 +3,14 @@
 ``build(name, **options)`` returns a model from the registry :data:`MODELS`; every model maps
 ``(N, C, H, W)`` float images to ``(N, 1, H, W)`` logits on any canvas size. The optional
 interfaces beyond ``forward`` are the protocols :class:`RecurrentModel`, :class:`GatedModel` and
-:class:`FixedPointModel` (:mod:`jordanlab.models.protocols`).
+:class:`FixedPointModel`, :class:`HeldRoundsModel` (:mod:`jordanlab.models.protocols`; a vmapped call of a
+fixed-point model runs inside :func:`held_rounds`).
 """
 
 from .automaton import AutomatonScanNet, suffix_state_scan
 from .cnn import LocalCNN
 from .depth import CrossingDepthNet, min_plus_scan
-from .protocols import FixedPointModel, GatedModel, RecurrentModel
+from .protocols import FixedPointModel, GatedModel, HeldRoundsModel, RecurrentModel, held_rounds
 from .recurrent import RecurrentNet, progressive_rollout, run_until_stable
 from .registry import MODELS, build, count_parameters, model_table, receptive_field
 from .scan import ParityScanNet, RowScanNet, linear_scan
@@ -21,6 +22,7 @@ __all__ = [
     "CrossingDepthNet",
     "FixedPointModel",
     "GatedModel",
+    "HeldRoundsModel",
     "LocalCNN",
     "ParityScanNet",
     "RecurrentModel",
@@ -28,6 +30,7 @@ __all__ = [
     "RowScanNet",
     "UNet",
     "build",
+    "held_rounds",
     "count_parameters",
     "linear_scan",
     "min_plus_scan",

@@ -52,8 +52,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-import torch._C._functorch as ft
-from torch._C._functorch import TransformType
 
 from .parts import check_images, check_positive_int
 
@@ -102,29 +100,6 @@ def _predecessor(b: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
     padded = F.pad(b, (1, 1, 1, 1))
     h, w = b.shape[-2:]
     return padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-
-
-def _under_vmap() -> bool:
-    """Whether a ``torch.func.vmap`` transform is active (its functions cannot branch on tensor values)."""
-    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
-
-    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
-
-
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    """The values under functorch wrappers, vmapped dimensions folded into dim 0 (no gradient flows).
-
-    Uses functorch's private unwrapping API (checked on the pinned torch 2.13 by ``tests/test_depth.py``).
-    """
-    while ft.is_functorch_wrapped_tensor(t):
-        if ft.is_batchedtensor(t):
-            bdim = ft.maybe_get_bdim(t)
-            t = ft.get_unwrapped(t)
-            if bdim >= 0:
-                t = t.movedim(bdim, 0).flatten(0, 1)
-        else:
-            t = ft.get_unwrapped(t)
-    return t.detach()
 
 
 def _binary_entropy(c: torch.Tensor) -> torch.Tensor:
@@ -603,33 +578,49 @@ class CrossingDepthNet(nn.Module):
         at most ``max_rounds`` (default ``2 (H + W)``). Under autograd the whole batch runs until its
         last image halts; without it, halted images leave the batch. These are the sweeps the model is
         trained, explained and drawn with; inference (:meth:`forward_with_rounds`) reaches the same fixed
-        point without them (:meth:`exact_depth`). Under ``torch.func.vmap``
-        (per-example gradients, tangent kernels) no value can steer the loop, so every example runs
-        the rounds the whole vmapped batch needs, counted beforehand on the plain values (as a
-        training step runs its batch), or ``rounds_under_vmap`` rounds if that is set.
+        point without them (:meth:`exact_depth`). If ``rounds_under_vmap`` is set (by
+        :func:`~jordanlab.models.held_rounds`), exactly that many rounds run and no value steers the loop:
+        this is how the model runs under ``torch.func.vmap`` (per-example gradients, tangent kernels),
+        where the caller counts the rounds of the whole vmapped batch beforehand on its plain values
+        (:meth:`sweep_rounds`), as a training step runs its batch.
         """
         n, _, h, w = c.shape
         budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
         d = torch.full((n, h, w), math.inf, dtype=c.dtype, device=c.device)
         rounds = torch.zeros(n, dtype=torch.long, device=c.device)  # 0: not halted yet
-        if _under_vmap():  # per-example transforms cannot branch on values: count the rounds outside
-            if self.rounds_under_vmap is not None:
-                fixed = self.rounds_under_vmap
-            else:
-                with torch.no_grad():
-                    fixed = int(self._depth_no_grad(_plain(c), budget)[1].max())
-            for _ in range(fixed):
+        if self.rounds_under_vmap is not None:
+            for _ in range(self.rounds_under_vmap):
                 d = self.sweep_round(d, c)
-            return d, rounds.fill_(fixed)
-        if torch.is_grad_enabled():
-            for t in range(1, budget + 1):
-                new = self.sweep_round(d, c)
-                rounds[(rounds == 0) & self._halted(d, new)] = t
-                d = new
-                if bool((rounds > 0).all()):
-                    break
-            return d, rounds.masked_fill(rounds == 0, budget)
-        return self._depth_no_grad(c, budget)
+            return d, rounds.fill_(self.rounds_under_vmap)
+        try:
+            if torch.is_grad_enabled():
+                for t in range(1, budget + 1):
+                    new = self.sweep_round(d, c)
+                    rounds[(rounds == 0) & self._halted(d, new)] = t
+                    d = new
+                    if bool((rounds > 0).all()):
+                        break
+                return d, rounds.masked_fill(rounds == 0, budget)
+            return self._depth_no_grad(c, budget)
+        except RuntimeError as exc:  # torch.func.vmap refuses the value-steered loop
+            if not str(exc).startswith("vmap"):
+                raise
+            raise RuntimeError(
+                "CrossingDepthNet under torch.func.vmap needs its round count held fixed (no value may steer the "
+                "loop): call it inside `with jordanlab.models.held_rounds(model, params, x):`, which counts the "
+                "rounds of the batch x on its plain values first") from exc
+
+    def sweep_rounds(self, x: torch.Tensor, *, max_rounds: int | None = None) -> torch.Tensor:
+        """The rounds ``(N,)`` the sweeps of :meth:`depth` run on each image of ``x`` (no gradient).
+
+        A batch under autograd runs ``sweep_rounds(x).max()`` rounds; :func:`~jordanlab.models.held_rounds`
+        holds that number for a vmapped call.
+        """
+        with torch.no_grad():
+            c = self.gates(x)
+            n, _, h, w = c.shape
+            budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
+            return self._depth_no_grad(c, budget)[1]
 
     @torch.no_grad()
     def sweep_depth(self, c: torch.Tensor, *, max_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
