@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jordanlab.models import CrossingDepthNet
-from jordanlab.models.depth import certify_costs, integer_depth, shortest_path_depth
+from jordanlab.models.depth import DIRECTIONS, certify_costs, integer_depth, shortest_path_depth
 
 # Seed 0 of configs/quick-crossing-depth.toml (runs/crossing-depth): its 16 cost logits and its head, rounded.
 SEED0_TABLE = [-10.713, -7.709, 7.468, -10.416, -10.892, 8.735, 7.97, -11.781,
@@ -257,3 +257,153 @@ def test_eval_and_cli_report_the_certificate(tmp_path, capsys):
     assert model_certificate(_net(SEED0_TABLE), size=64)["exact_at_size"]
     assert main(["certify", str(tmp_path / "missing")]) == 2
     assert "certify: error" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the component graph: new path == old path == Dijkstra
+
+# The component search as it was before the stroke-pixel gathers and the twin merging (commit 9842b40), kept
+# verbatim as the reference the faster path must reproduce exactly.
+_REF_FOUR = np.zeros((3, 3, 3), bool)
+_REF_FOUR[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+
+
+def _reference_pairs(node: np.ndarray, stroke: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, first is stroke) for the pixel pairs adjacent along ``axis`` with different values,
+    listed so that pairs along a straight piece of stroke come one after another, then those repeats dropped."""
+    if axis == 2:  # left/right neighbours: list column by column, so a vertical run of pairs is consecutive
+        node, stroke = np.ascontiguousarray(node.transpose(0, 2, 1)), np.ascontiguousarray(stroke.transpose(0, 2, 1))
+    s_lo = stroke[:, :-1]
+    cross = s_lo != stroke[:, 1:]
+    a, z, sa = node[:, :-1][cross], node[:, 1:][cross], s_lo[cross]
+    if a.size > 1:
+        keep = np.empty(a.size, bool)
+        keep[0] = True
+        np.not_equal(a[1:], a[:-1], out=keep[1:])
+        keep[1:] |= z[1:] != z[:-1]
+        a, z, sa = a[keep], z[keep], sa[keep]
+    return a, z, sa
+
+
+def _reference_component_depth(b: np.ndarray, t: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Node of every pixel ``(N, H, W)``, depth of every node (node 0: the frame), levels per image, background nodes."""
+    from scipy import ndimage
+
+    n, h, w = b.shape
+    stroke = b != 0
+    node = np.empty(b.shape, np.int32)
+    lab_bg, n_bg = ndimage.label(~stroke, _REF_FOUR, output=np.int32)
+    lab_st, n_st = ndimage.label(stroke, _REF_FOUR, output=np.int32)
+    np.add(lab_st, n_bg, out=node, where=stroke)
+    np.copyto(node, lab_bg, where=~stroke)
+    m = n_bg + n_st + 1
+    edges: dict[int, tuple[list, list]] = {0: ([], []), 1: ([], [])}  # cost -> (sources, destinations)
+
+    def put(cost: int, src: np.ndarray, dst: np.ndarray) -> None:
+        edges[int(cost)][0].append(src)
+        edges[int(cost)][1].append(dst)
+
+    for axis, (kf, kb) in ((2, (0, 1)), (1, (2, 3))):  # left/right along rows, top/bottom along columns
+        a, z, sa = _reference_pairs(node, stroke, axis)  # a before z (left of / above it)
+        a0, z0, a1, z1 = a[~sa], z[~sa], a[sa], z[sa]
+        put(t[kf, 0, 1], a0, z0)  # a background, z stroke: a -> z enters z, predecessor before
+        put(t[kb, 1, 0], z0, a0)  # z -> a leaves z, predecessor after
+        put(t[kf, 1, 0], a1, z1)  # a stroke, z background: a -> z leaves a
+        put(t[kb, 0, 1], z1, a1)  # z -> a enters a
+    for k, (_, (dy, dx)) in enumerate(DIRECTIONS):  # entering a border pixel from off the canvas (background)
+        sl = (slice(None), 0 if dy < 0 else h - 1, slice(None)) if dy else (slice(None), slice(None), 0 if dx < 0 else w - 1)
+        nodes, st = node[sl].ravel(), stroke[sl].ravel()
+        put(0, np.zeros(int((~st).sum()), np.int32), nodes[~st])
+        put(t[k, 0, 1], np.zeros(int(st.sum()), np.int32), nodes[st])
+    free_s, free_d = (np.concatenate(v) for v in edges[0])
+    cost_s, cost_d = (np.concatenate(v) for v in edges[1])
+    # Level-synchronous 0/1 breadth-first search: close the reached set under free edges, then one costly
+    # step; edges into reached nodes are dropped as the search goes, so each level touches fewer.
+    dist = np.full(m, -1, np.int64)
+    reached = np.zeros(m, bool)
+    reached[0] = True
+    level = 0
+    while True:
+        while free_s.size:  # closure under free edges
+            sel = reached[free_s]
+            if not sel.any():
+                break
+            reached[free_d[sel]] = True
+            keep = ~reached[free_d]
+            free_s, free_d = free_s[keep], free_d[keep]
+        dist[reached & (dist < 0)] = level
+        keep = ~reached[cost_d]
+        cost_s, cost_d = cost_s[keep], cost_d[keep]
+        sel = reached[cost_s]
+        if level >= budget - 1 or not sel.any():
+            break
+        reached[cost_d[sel]] = True
+        level += 1
+    dist[dist < 0] = budget - 1  # not reached within the budget
+    # ndimage.label numbers components in scan order, so each image's labels form one range per kind.
+    ends_bg = np.maximum.accumulate(lab_bg.reshape(n, -1).max(1))
+    ends_st = np.maximum.accumulate(lab_st.reshape(n, -1).max(1)) + n_bg
+    levels = np.ones(n, np.int64)
+    for ends, first in ((ends_bg, 1), (ends_st, n_bg + 1)):
+        starts = np.concatenate([[first], ends[:-1] + 1])
+        for i in range(n):
+            if ends[i] >= starts[i]:
+                levels[i] = max(levels[i], int(dist[starts[i] : ends[i] + 1].max()) + 1)
+    return node, dist, np.minimum(levels, budget), n_bg
+
+
+
+def _hard_costs(b: np.ndarray, t: np.ndarray) -> torch.Tensor:
+    """Per-pixel costs ``(N, 4, H, W)`` of the 0/1 table: ``t[k, B_q, B_p]``, q off the canvas = background."""
+    pad = np.pad(b, ((0, 0), (1, 1), (1, 1)))
+    h, w = b.shape[1:]
+    c = [t[k][pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], b] for k, (_, (dy, dx)) in enumerate(DIRECTIONS)]
+    return torch.from_numpy(np.stack(c, 1).astype(np.float64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 24), w=st.integers(1, 24), density=st.floats(0.05, 0.7),
+       diagonal=st.booleans(), bits=st.integers(0, 2**8 - 1), budget=st.integers(1, 8), tiny=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_component_depth_equals_the_old_path_and_dijkstra_on_random_images(n, h, w, density, diagonal, bits, budget,
+                                                                            tiny, seed):
+    """Any binary image, any 0/1 table with free moves inside a kind, any budget, the flag tables or the sorts.
+
+    Diagonal strokes (many 4-connected pieces with the same crossings: the twins) or noise (components with
+    many neighbours)."""
+    from unittest import mock
+
+    from jordanlab.models import depth as depth_mod
+
+    rng = np.random.default_rng(seed)
+    b = (rng.random((n, h, w)) < density).astype(np.uint8)
+    if diagonal:  # staircase bands: 4-connected pieces of one 8-connected stroke
+        yy, xx = np.mgrid[:h, :w]
+        b |= (((yy + xx) % 5 == 0) | ((yy - xx) % 7 == 0)).astype(np.uint8)[None] & (rng.random((n, h, w)) < 0.9)
+    t = np.zeros((4, 2, 2), np.int64)
+    t[:, 0, 1] = [(bits >> k) & 1 for k in range(4)]
+    t[:, 1, 0] = [(bits >> (4 + k)) & 1 for k in range(4)]
+    with mock.patch.object(depth_mod, "_PAIR_TABLE_MAX", 0 if tiny else depth_mod._PAIR_TABLE_MAX):
+        d, levels = integer_depth(b, t, max_rounds=budget)
+    if bits:  # the old path could not run an all-free table (no costly edge to concatenate)
+        node, dist, ref_levels, _ = _reference_component_depth(b, t, budget)
+        np.testing.assert_array_equal(d, dist[node])
+        np.testing.assert_array_equal(levels, ref_levels)
+    exact = shortest_path_depth(_hard_costs(b, t)).numpy()
+    np.testing.assert_array_equal(d, np.minimum(exact, budget - 1))
+    np.testing.assert_array_equal(levels, np.minimum(1 + exact.reshape(n, -1).max(1), budget))
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(2, 40), w=st.integers(2, 40), density=st.floats(0.05, 0.6), cls=st.sampled_from(sorted(CLASSES)),
+       seed=st.integers(0, 2**31 - 1))
+def test_hardened_masks_are_the_parity_of_the_dijkstra_depth_on_random_images(h, w, density, cls, seed):
+    """The masks of a certified model (exact head: stroke, or odd depth) on noise: every pixel, bit for bit."""
+    from jordanlab.evaluate import predict_masks
+
+    b = (np.random.default_rng(seed).random((2, h, w)) < density).astype(np.uint8)
+    net = _net(CLASSES[cls], head=EXACT_HEAD)
+    t = np.asarray(net.certificate()["table"])
+    pred, levels = predict_masks(net, b)
+    exact = shortest_path_depth(_hard_costs(b, t)).numpy().astype(np.int64)
+    np.testing.assert_array_equal(pred, (b == 1) | (exact % 2 == 1))
+    np.testing.assert_array_equal(levels, 1 + exact.reshape(2, -1).max(1))

@@ -94,7 +94,7 @@ def predict_masks(
                 iters[start:start + len(x)] = used.cpu().numpy()
             else:
                 logits = model(x)
-            masks[start:start + len(x)] = (logits[:, 0] > 0).to(torch.uint8).cpu().numpy()
+            masks[start:start + len(x)] = (logits[:, 0] > 0).cpu().numpy()  # bool into uint8: 0/1
     finally:
         model.train(was_training)
     return masks, iters

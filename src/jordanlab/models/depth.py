@@ -169,61 +169,124 @@ def shortest_path_depth(c: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(dist.reshape(n, h, w)).to(c.dtype)
 
 
-_FOUR_IN_PLANE = np.zeros((3, 3, 3), bool)
-_FOUR_IN_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+
+#: Largest (stroke labels + 1) x (background labels + 1) whose pairs are deduplicated through flag tables
+#: (else by sorting): 4 x 2^22 flags = 16 MB, touched only where a pair occurs.
+_PAIR_TABLE_MAX = 1 << 22
 
 
-def _pairs(node: np.ndarray, stroke: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first, second, first is stroke) for the pixel pairs adjacent along ``axis`` with different values,
-    listed so that pairs along a straight piece of stroke come one after another, then those repeats dropped."""
-    if axis == 2:  # left/right neighbours: list column by column, so a vertical run of pairs is consecutive
-        node, stroke = np.ascontiguousarray(node.transpose(0, 2, 1)), np.ascontiguousarray(stroke.transpose(0, 2, 1))
-    s_lo = stroke[:, :-1]
-    cross = s_lo != stroke[:, 1:]
-    a, z, sa = node[:, :-1][cross], node[:, 1:][cross], s_lo[cross]
-    if a.size > 1:
-        keep = np.empty(a.size, bool)
-        keep[0] = True
-        np.not_equal(a[1:], a[:-1], out=keep[1:])
-        keep[1:] |= z[1:] != z[:-1]
-        a, z, sa = a[keep], z[keep], sa[keep]
-    return a, z, sa
+def _crossings(flat_bg: np.ndarray, at: np.ndarray, s: np.ndarray, offsets: list[int], t: np.ndarray, n_bg: int,
+               n_st: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r"""The distinct adjacent (background component g, stroke component s) pairs and their cheapest crossings.
+
+    ``at`` are the flat indices of the stroke pixels, ``s`` their stroke labels, ``offsets[k]`` the flat
+    offset of the predecessor q = p + (dy, dx) of direction k. A pair's entry cost is
+    :math:`\min_k t[k, 0, 1]` and its exit cost :math:`\min_k t[k \oplus 1, 1, 0]` over the directions k in
+    which some stroke pixel of s has a pixel of g as its predecessor (leaving p for q enters q in the
+    opposite direction k ⊕ 1). A pair is the key :math:`s (n_{bg} + 1) + g`; the keys seen per direction
+    are flagged in tables when these are small (one scatter per direction, no sort), else sorted.
+    Returns (g, s, entry cost, exit cost), int64, ordered by (s, g).
+    """
+    span = n_bg + 1
+    base = s.astype(np.int64)
+    base *= span
+    enter = np.array([t[k, 0, 1] for k in range(len(offsets))], np.int64)
+    leave = np.array([t[k ^ 1, 1, 0] for k in range(len(offsets))], np.int64)
+    size = (n_st + 1) * span
+    lo = -min(offsets)  # at - lo >= 0: every stroke pixel has its four neighbours on the padded canvas
+    at = at - lo
+    neighbour = [flat_bg[lo + off :] for off in offsets]  # neighbour[k][at] = flat_bg[at + lo + off]
+    if size <= _PAIR_TABLE_MAX:
+        seen = np.zeros((len(offsets), size), bool)
+        for k in range(len(offsets)):
+            seen[k][base + neighbour[k][at]] = True
+        seen[:, ::span] = False  # g = 0: the predecessor is a stroke pixel, no crossing
+        key = np.flatnonzero(seen.any(0))
+        # 0/1 costs: the cheapest over the directions seen is 0 iff a free one was seen.
+        e = np.ones(key.size, np.int64) if enter.all() else (~seen[enter == 0].any(0)[key]).astype(np.int64)
+        x = np.ones(key.size, np.int64) if leave.all() else (~seen[leave == 0].any(0)[key]).astype(np.int64)
+    else:
+        keys, es, xs = [], [], []
+        for k in range(len(offsets)):
+            g = neighbour[k][at]
+            sel = g > 0
+            keys.append(base[sel] + g[sel])
+            es.append(np.full(int(sel.sum()), enter[k]))
+            xs.append(np.full(int(sel.sum()), leave[k]))
+        allk = np.concatenate(keys)
+        order = np.argsort(allk)
+        allk = allk[order]
+        first = np.flatnonzero(np.append(True, allk[1:] != allk[:-1])) if allk.size else np.zeros(0, np.int64)
+        key = allk[first]
+        e = np.minimum.reduceat(np.concatenate(es)[order], first) if key.size else np.zeros(0, np.int64)
+        x = np.minimum.reduceat(np.concatenate(xs)[order], first) if key.size else np.zeros(0, np.int64)
+    st, g = np.divmod(key, span)
+    return g, st, e, x
 
 
-def _component_depth(b: np.ndarray, t: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Node of every pixel ``(N, H, W)``, depth of every node (node 0: the frame), levels per image, background nodes."""
-    from scipy import ndimage
+def _twins(g: np.ndarray, st: np.ndarray, e: np.ndarray, x: np.ndarray, n_bg: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    r"""Merge the stroke components that have the same crossings: the edges of the reduced component graph.
 
-    n, h, w = b.shape
-    stroke = b != 0
-    node = np.empty(b.shape, np.int32)
-    lab_bg, n_bg = ndimage.label(~stroke, _FOUR_IN_PLANE, output=np.int32)
-    lab_st, n_st = ndimage.label(stroke, _FOUR_IN_PLANE, output=np.int32)
-    np.add(lab_st, n_bg, out=node, where=stroke)
-    np.copyto(node, lab_bg, where=~stroke)
-    m = n_bg + n_st + 1
-    edges: dict[int, tuple[list, list]] = {0: ([], []), 1: ([], [])}  # cost -> (sources, destinations)
+    The pairs (g, st, e, x) of :func:`_crossings`, ordered by stroke label ``st``, give each stroke
+    component S its in-edges g → S of cost e and out-edges S → g of cost x. Two components with the same
+    set of (g, e, x) are *twins*: their depths are equal (:math:`d(S) = \min_g d(g) + e`) and one copy of
+    their edges leaves every other depth unchanged. Components with one or two neighbours (all but a few:
+    a thin band, a spiral's 4-connected pieces) are merged by that set, encoded as one integer; those
+    with more stay nodes of their own.
 
-    def put(cost: int, src: np.ndarray, dst: np.ndarray) -> None:
-        edges[int(cost)][0].append(src)
-        edges[int(cost)][1].append(dst)
+    Returns (the labels 1 … of the stroke components, the reduced node of each, (sources, destinations,
+    costs) of the reduced graph), whose nodes are 0 (the source), 1 … n_bg (background) and then one per
+    class of twins.
+    """
+    span4 = 4 * (n_bg + 1)
+    code = (g * 2 + e) * 2 + x  # one crossing: (g, e, x), in [4, span4)
+    new = np.ones(st.size, bool)
+    np.not_equal(st[1:], st[:-1], out=new[1:])
+    first = np.flatnonzero(new)
+    deg = np.diff(np.append(first, st.size))  # >= 1: a component's topmost pixel has a background pixel above
+    comps = st[first]
+    sig = code[first]
+    two = np.flatnonzero(deg == 2)
+    sig[two] = sig[two] * span4 + code[first[two] + 1]  # >= 4 span4 > any single code
+    small = deg <= 2
+    if span4 * span4 <= _PAIR_TABLE_MAX:
+        seen = np.zeros(span4 * span4, bool)
+        seen[sig[small]] = True
+        classes = np.flatnonzero(seen)
+        rank = np.zeros(seen.size, np.int64)
+        rank[classes] = np.arange(classes.size)
+        inv = rank[sig[small]]
+    else:
+        classes, inv = np.unique(sig[small], return_inverse=True)
+    big = np.flatnonzero(~small)
+    if big.size:
+        node = np.empty(comps.size, np.int64)
+        node[small] = n_bg + 1 + inv
+        node[big] = n_bg + 1 + classes.size + np.arange(big.size)
+    else:
+        node = n_bg + 1 + inv
+    # Edges of the classes (decoded from their signatures) and of the components kept whole.
+    one = classes < span4
+    codes = [classes[one], classes[~one] // span4, classes[~one] % span4]
+    owner = [np.flatnonzero(one), np.flatnonzero(~one), np.flatnonzero(~one)]
+    owner = [n_bg + 1 + o for o in owner]
+    if big.size:
+        in_big = np.repeat(~small, deg)
+        codes.append(code[in_big])
+        owner.append(np.repeat(node, deg)[in_big])
+    code, owner = np.concatenate(codes), np.concatenate(owner)
+    gg, ee, xx = code >> 2, (code >> 1) & 1, code & 1
+    return comps, node, (np.concatenate([gg, owner]), np.concatenate([owner, gg]), np.concatenate([ee, xx]))
 
-    for axis, (kf, kb) in ((2, (0, 1)), (1, (2, 3))):  # left/right along rows, top/bottom along columns
-        a, z, sa = _pairs(node, stroke, axis)  # a before z (left of / above it)
-        a0, z0, a1, z1 = a[~sa], z[~sa], a[sa], z[sa]
-        put(t[kf, 0, 1], a0, z0)  # a background, z stroke: a -> z enters z, predecessor before
-        put(t[kb, 1, 0], z0, a0)  # z -> a leaves z, predecessor after
-        put(t[kf, 1, 0], a1, z1)  # a stroke, z background: a -> z leaves a
-        put(t[kb, 0, 1], z1, a1)  # z -> a enters a
-    for k, (_, (dy, dx)) in enumerate(DIRECTIONS):  # entering a border pixel from off the canvas (background)
-        sl = (slice(None), 0 if dy < 0 else h - 1, slice(None)) if dy else (slice(None), slice(None), 0 if dx < 0 else w - 1)
-        nodes, st = node[sl].ravel(), stroke[sl].ravel()
-        put(0, np.zeros(int((~st).sum()), np.int32), nodes[~st])
-        put(t[k, 0, 1], np.zeros(int(st.sum()), np.int32), nodes[st])
-    free_s, free_d = (np.concatenate(v) for v in edges[0])
-    cost_s, cost_d = (np.concatenate(v) for v in edges[1])
-    # Level-synchronous 0/1 breadth-first search: close the reached set under free edges, then one costly
-    # step; edges into reached nodes are dropped as the search goes, so each level touches fewer.
+
+def _bfs01(m: int, src: np.ndarray, dst: np.ndarray, cost: np.ndarray, budget: int) -> np.ndarray:
+    """Depth of each of ``m`` nodes from node 0 along edges of cost 0 or 1, cut at ``budget − 1`` (int64).
+
+    Level-synchronous 0/1 breadth-first search: close the reached set under free edges, then one costly
+    step; edges into reached nodes are dropped as the search goes, so each level touches fewer.
+    """
+    free = cost == 0
+    free_s, free_d, cost_s, cost_d = src[free], dst[free], src[~free], dst[~free]
     dist = np.full(m, -1, np.int64)
     reached = np.zeros(m, bool)
     reached[0] = True
@@ -245,16 +308,74 @@ def _component_depth(b: np.ndarray, t: np.ndarray, budget: int) -> tuple[np.ndar
         reached[cost_d[sel]] = True
         level += 1
     dist[dist < 0] = budget - 1  # not reached within the budget
+    return dist
+
+
+def _padded_stroke(b: np.ndarray) -> np.ndarray:
+    """The stroke pixels ``b != 0`` of images ``(N, H, W)``, padded by one background pixel on each side (bool)."""
+    n, h, w = b.shape
+    stroke = np.zeros((n, h + 2, w + 2), bool)
+    np.not_equal(b, 0, out=stroke[:, 1:-1, 1:-1])
+    return stroke
+
+
+def _component_depth(stroke: np.ndarray, t: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    r"""The integer depth on the graph of 4-connected components of padded stroke masks ``(N, H + 2, W + 2)``.
+
+    ``stroke`` (:func:`_padded_stroke`) pads each canvas by one background pixel on each side: that frame
+    is off the canvas (depth 0), and so is every background component it touches (node 0, the source,
+    joins the frame at cost 0).
+    The padded images are stacked into one plane, ``(N (H + 2), W + 2)``, and labelled there (their
+    frames join, strokes never cross a frame). Entering a stroke pixel p from its background
+    neighbour q in direction k costs ``t[k, 0, 1]``, leaving it back to q costs ``t[k ^ 1, 1, 0]``
+    (the opposite direction); moves inside a component are free. So the edges of the component graph
+    are the distinct (background, stroke) pairs over the stroke pixels' four neighbours, at their
+    cheapest direction (:func:`_crossings`: one gather per direction over the stroke pixels only, no
+    sort); twin stroke components are merged (:func:`_twins`) and the 0/1 search (:func:`_bfs01`)
+    runs on what is left, whose size follows the number of distinct crossings, not of pixels.
+
+    Returns the padded background and stroke labels ``(N, H + 2, W + 2)`` (int32, 0 off the kind),
+    the depth of every node (node 0: the source; 1 … n_bg: background components; n_bg + 1 …:
+    stroke components), the BFS levels per image ``(N,)`` and n_bg.
+    """
+    from scipy import ndimage
+
+    n, hp, wp = stroke.shape
+    plane = stroke.reshape(n * hp, wp)
+    lab_bg, n_bg = ndimage.label(~plane, output=np.int32)  # the default structure: 4-connectivity
+    lab_st, n_st = ndimage.label(plane, output=np.int32)
+    lab_bg, lab_st = lab_bg.reshape(stroke.shape), lab_st.reshape(stroke.shape)
+    at = np.flatnonzero(stroke)  # stroke pixels (never on the padding: each has four neighbours in its image)
+    s = lab_st.ravel()[at]
+    offsets = [dy * wp + dx for _, (dy, dx) in DIRECTIONS]
+    g, st, e, x = _crossings(lab_bg.ravel(), at, s, offsets, t, n_bg, n_st)
+    comps, node, (src, dst, cost) = _twins(g, st, e, x, n_bg)
+    src = np.append(src, 0)
+    dst = np.append(dst, 1)  # the source -> the frame (label 1: the first pixel), free
+    cost = np.append(cost, 0)
+    reduced = _bfs01(int(node.max(initial=n_bg)) + 1, src, dst, cost, budget)
+    dist = np.empty(n_bg + n_st + 1, np.int64)
+    dist[: n_bg + 1] = reduced[: n_bg + 1]
+    dist[n_bg + comps] = reduced[node]
     # ndimage.label numbers components in scan order, so each image's labels form one range per kind.
-    ends_bg = np.maximum.accumulate(lab_bg.reshape(n, -1).max(1))
-    ends_st = np.maximum.accumulate(lab_st.reshape(n, -1).max(1)) + n_bg
+    if n == 1:
+        ends_bg, ends_st = np.array([n_bg]), np.array([n_st])
+    else:
+        ends_bg = np.maximum.accumulate(lab_bg.reshape(n, -1).max(1))
+        first = np.searchsorted(at, np.arange(n) * stroke[0].size)  # each image's first stroke pixel
+        ends_st = np.zeros(n, np.int64)
+        has = first < np.append(first[1:], at.size)  # images with a stroke pixel
+        if has.any():
+            ends_st[has] = np.maximum.reduceat(s, first[has])
+        ends_st = np.maximum.accumulate(ends_st)
+    ends_st = ends_st + n_bg
     levels = np.ones(n, np.int64)
-    for ends, first in ((ends_bg, 1), (ends_st, n_bg + 1)):
-        starts = np.concatenate([[first], ends[:-1] + 1])
+    for ends, start in ((ends_bg, 1), (ends_st, n_bg + 1)):
+        starts = np.concatenate([[start], ends[:-1] + 1])
         for i in range(n):
             if ends[i] >= starts[i]:
                 levels[i] = max(levels[i], int(dist[starts[i] : ends[i] + 1].max()) + 1)
-    return node, dist, np.minimum(levels, budget), n_bg
+    return lab_bg, lab_st, dist, np.minimum(levels, budget), n_bg
 
 
 def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -265,8 +386,9 @@ def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | 
     (``table[:, 0, 0] = table[:, 1, 1] = 0``). Then the depth is constant on every 4-connected
     component of background and of stroke pixels (``scipy.ndimage.label``), and is the 0/1
     shortest-path distance from the frame on the graph of components, whose edges are the adjacent
-    (stroke, background) pixel pairs: one labelling pass, one edge pass, and a level-synchronous 0/1
-    breadth-first search on the edges (a few passes over them per level), whatever the length of a corridor. The levels (``1 + max depth``
+    (stroke, background) component pairs (:func:`_component_depth`): two labelling passes, one gather per
+    direction over the stroke pixels, and a level-synchronous 0/1 breadth-first search on the graph with
+    twin stroke components merged, whatever the length of a corridor. The levels (``1 + max depth``
     of the image: the rounds a level-synchronous 0/1 search needs) grow with the nesting depth of the
     curves only; with ``max_rounds`` (default ``2 (H + W)``), depths beyond ``max_rounds − 1`` are cut
     there and the image reports ``max_rounds``.
@@ -287,7 +409,10 @@ def integer_depth(boundary: np.ndarray, table: np.ndarray, *, max_rounds: int | 
         raise ValueError("table: moves between two background or two stroke pixels must cost 0")
     n, h, w = b.shape
     budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
-    node, dist, levels, _ = _component_depth(b, t, budget)
+    lab_bg, lab_st, dist, levels, n_bg = _component_depth(_padded_stroke(b), t, budget)
+    node = lab_bg[:, 1:-1, 1:-1].copy()
+    stroke = b != 0
+    node[stroke] = lab_st[:, 1:-1, 1:-1][stroke] + n_bg
     return dist[node], levels
 
 
@@ -685,23 +810,32 @@ class CrossingDepthNet(nn.Module):
             return self.depth_readout(x, d), rounds
         check_images(x, self.in_channels)
         b = x[:, 0]
-        if self.harden and self.certificate()["certified"] and bool(((b == 0) | (b == 1)).all()):
-            n, h, w = b.shape
-            budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
-            table = np.asarray(self.certificate()["table"])
-            node, dist, levels, n_bg = _component_depth(b.to("cpu", torch.uint8).numpy(), table, budget)
-            return self._integer_readout(node, dist, n_bg).to(x.device, x.dtype), torch.from_numpy(levels).to(x.device)
+        cert = self.certificate() if self.harden else None
+        if cert is not None and cert["certified"]:
+            values = b.detach().cpu()
+            values = (values.float() if values.dtype == torch.bfloat16 else values).numpy()  # bf16 -> f32: exact
+            stroke = _padded_stroke(values)
+            # Binary iff every nonzero value is 1 (NaN is nonzero and not 1): two counts, no float pass kept.
+            if np.count_nonzero(values == 1) == np.count_nonzero(stroke):
+                n, h, w = b.shape
+                budget = 2 * (h + w) if max_rounds is None else check_positive_int(max_rounds, "max_rounds")
+                lab_bg, _, dist, levels, n_bg = _component_depth(stroke, np.asarray(cert["table"]), budget)
+                return self._integer_readout(lab_bg, dist, n_bg).to(x.device, x.dtype), torch.from_numpy(levels).to(x.device)
         d, rounds = self.exact_depth(self.gates(x))
         return self.depth_readout(x, d), rounds
 
-    def _integer_readout(self, node: np.ndarray, dist: np.ndarray, n_bg: int) -> torch.Tensor:
-        """The head at integer depths, ``(N, 1, H, W)``: one of three logits (curve, even, odd background) per component."""
+    def _integer_readout(self, lab_bg: np.ndarray, dist: np.ndarray, n_bg: int) -> torch.Tensor:
+        """The head at integer depths, ``(N, 1, H, W)``: one of three logits (curve, even, odd background) per component.
+
+        ``lab_bg`` are the padded background labels of :func:`_component_depth` (0 on stroke pixels: the curve's logit).
+        """
         cases = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, -1.0, 1.0]], dtype=self.head.weight.dtype)
         with torch.no_grad():
             lut = self.head(cases[:, :, None, None]).flatten().numpy()
-        case = np.zeros(dist.size, np.intp)  # stroke components (and the frame): the curve's logit
-        case[1 : n_bg + 1] = 1 + dist[1 : n_bg + 1] % 2
-        return torch.from_numpy(lut[case][node])[:, None]
+        case = np.zeros(n_bg + 1, np.intp)
+        case[1:] = 1 + dist[1 : n_bg + 1] % 2
+        # One gather over the contiguous padded labels (twice as fast as over the cropped view); the crop is a view.
+        return torch.from_numpy(np.take(lut[case], lab_bg)[:, None, 1:-1, 1:-1])
 
     def cost_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         """Least and largest cost ``(4, 2, 2)`` by ``[direction, B_q, B_p]`` over every binary window the costs can see.
