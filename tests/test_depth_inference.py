@@ -372,7 +372,7 @@ def test_component_depth_equals_the_old_path_and_dijkstra_on_random_images(n, h,
     many neighbours)."""
     from unittest import mock
 
-    from jordanlab.models import depth as depth_mod
+    from jordanlab.models import depth_solve as depth_mod
 
     rng = np.random.default_rng(seed)
     b = (rng.random((n, h, w)) < density).astype(np.uint8)
