@@ -302,7 +302,7 @@ class RangerPathRecorder(AdamPathRecorder):
             self.grad_res.append(math.nan)
 
         # first-moment shares, RAdam's step and the decoupled decay
-        self.moments.mul_(beta1).index_add_(0, idx, (1.0 - beta1) * per_example)
+        self.moments.mul_(beta1).index_add_(0, self._rows(idx), (1.0 - beta1) * per_example)
         self.moment_reg.mul_(beta1).add_((1.0 - beta1) * reg_grad)
         states = [self.optimizer.state[p] for _, p in self.named]
         exp_avg = torch.cat([s["exp_avg"].reshape(-1) for s in states]).to(self.dtype)
@@ -328,6 +328,8 @@ class RangerPathRecorder(AdamPathRecorder):
         # contract with ḡ_t (β_{t−1} held), then the BatchNorm term f(w_t, β_t) − f(w_t, β_{t−1})
         gbar = self._segment_grads(w0, self._unflat(delta))
         weighted = gbar * coef  # (Q, P)
+        self._record(coef=coef, gbar=gbar, synced=synced, alpha=alpha, beta1=beta1, clip=clip, w0=w0_grad, idx=idx,
+                     xb=xb, yb=yb)
         if synced:
             self.contrib += alpha * (weighted @ self.moments.T) - (1.0 - alpha) * (gbar @ self.fast.T)
             self.reg += alpha * (gbar @ prime_reg) - (1.0 - alpha) * (gbar @ self.fast_reg)
