@@ -140,3 +140,33 @@ def test_scratch_directory_must_be_the_recorders_own(tmp_path):
     rec = AdjointPathRecorder(q, p, n_train=10, scratch=tmp_path / "s")
     rec.close()  # never bound: nothing was created, nothing is removed
     assert not (tmp_path / "s").exists()
+
+
+def test_kernel_explain_replays_a_ranger_run_on_disk_and_matches_the_ram_recorder(tmp_path):
+    """`jordanlab kernel explain RUN` on a Ranger run: the run itself (f_T = its logit), a_i as in RAM."""
+    import json
+
+    from jordanlab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "configs/quick-unet.toml", "--out", str(run), "--device", "cpu", "--quiet",
+                 "--set", "data.n_train=6", "--set", "data.n_val=0", "--set", "train.epochs=2",
+                 "--set", "train.batch_size=3", "--set", "model.kwargs.width=2", "--set", "model.kwargs.depth=2"]) == 0
+    reports = {}
+    for memory in ("disk", "ram"):
+        out = tmp_path / memory
+        assert main(["kernel", "explain", str(run), "--image", "nested:0", "--pixel", "13,21", "--out", str(out),
+                     "--memory", memory, "--quiet"]) == 0
+        reports[memory] = json.loads((out / "explain.json").read_text())
+        assert not (out / "adjoint-scratch").exists()  # the scratch directory is gone, the rest stays
+        assert (out / "explain-nested-0-r13c21.png").stat().st_size > 0
+    disk, ram = reports["disk"], reports["ram"]
+    assert disk["method"] == "replay" and disk["summary"]["memory"] == "disk"
+    assert disk["fT"] == disk["run_logit_float64"]  # the explained output is the run's own (replayed weights equal)
+    assert abs(disk["fT"] - disk["run_logit"]) <= 1e-6 * max(1.0, abs(disk["fT"]))  # its float32 logit
+    assert len(disk["contributions"]) == 6 and disk["train_indices"] == list(range(6))
+    change = disk["fT"] - disk["f0"]
+    assert abs(disk["adjoint_residual"]) <= 1e-12 * abs(change)
+    # RAM recorder: float32 per-example gradients; disk: float64 ones; both are the run's gradient to float32 rounding
+    a, b = torch.tensor(disk["contributions"]), torch.tensor(ram["contributions"])
+    assert float((a - b).abs().max()) <= 1e-5 * float(b.abs().max())

@@ -193,11 +193,14 @@ class _Adjoint:
                         offset=offset, shape=shape)
         return torch.from_numpy(np.array(arr)).to(self.device)
 
-    def _sweep(self) -> Tensor:
-        """a (Q, N): λ_T = u_T, λ_τ = u_τ + β1 λ_{τ+1}; a_i += (1 − β1) c_τ/|B_τ| ⟨GC(λ_τ), ∇ℓ_i(w_{τ−1})⟩ by jvp."""
-        for s, c, g in self._window:  # windows still open at T
+    def _close_window(self) -> None:
+        for s, c, g in self._window:  # a window still open at T: no Lookahead pull on its steps
             self._write_u(s, c * g)
         self._window = []
+
+    def _sweep(self) -> Tensor:
+        """a (Q, N): λ_T = u_T, λ_τ = u_τ + β1 λ_{τ+1}; a_i += (1 − β1) c_τ/|B_τ| ⟨GC(λ_τ), ∇ℓ_i(w_{τ−1})⟩ by jvp."""
+        self._close_window()
         q, p_all = len(self.queries), self._n_params
         a = torch.zeros(q, self.n_train, dtype=self.dtype, device=self.device)
         lam = torch.zeros(q, p_all, dtype=self.dtype, device=self.device)
@@ -225,6 +228,7 @@ class _Adjoint:
         if self._cached is not None and self._cached.path.steps == self.t:
             return self._cached
         forward = super().result()
+        self._close_window()
         disk = self.disk_bytes()
         t0 = time.perf_counter()
         a = self._sweep()
