@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--quadrature", type=int, default=3)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--gradient-dtype", choices=["float64", "float32"], default="float64",
+                    help="precision of the recomputed batch gradient and of the sweep's jvps (the pipeline: float64)")
     ap.add_argument("--scratch", default=None, help="parent of the scratch directories (default: a temporary one)")
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
@@ -63,7 +65,7 @@ def main() -> None:
             pixels = [(4 + (7 * i) % 24, 4 + (11 * i) % 24) for i in range(q)]
             rec = AdjointPathRecorder([x[i % args.n_train] for i in range(q)], pixels, args.n_train,
                                       scratch=parent / f"q{q}-kinks{int(kinks)}", kinks=kinks,
-                                      quadrature=args.quadrature, gradient_dtype=torch.float64)
+                                      quadrature=args.quadrature, gradient_dtype=getattr(torch, args.gradient_dtype))
             rec.bind(rec_net, rec_opt)
             gen = torch.Generator().manual_seed(0)
 
@@ -90,7 +92,7 @@ def main() -> None:
             rec.close()
             plain = statistics.median(t_plain)
             sweep = r.sweep_seconds / r.path.steps
-            row = {"queries": q, "kinks": kinks, "plain_step_s": plain, "recorded_step_s": statistics.median(t_rec),
+            row = {"queries": q, "kinks": kinks, "gradient_dtype": args.gradient_dtype, "plain_step_s": plain, "recorded_step_s": statistics.median(t_rec),
                    "forward_factor": statistics.median(t_rec) / plain, "sweep_step_s": sweep,
                    "sweep_factor": sweep / plain, "total_factor": (statistics.median(t_rec) + sweep) / plain,
                    "bound": 3 + 1.5 * q, "disk_mb_per_step": disk / r.path.steps / 1e6,
@@ -101,6 +103,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     shares = 2 * (args.n_train + 1) * params * 8
     report = {"model": f"unet(width={args.width}, depth={args.depth}, norm='batch')", "params": params,
+              "gradient_dtype": args.gradient_dtype,
               "batch": args.batch, "n_train": args.n_train, "lr": args.lr, "quadrature": args.quadrature,
               "threads": torch.get_num_threads(), "results": results, "forward_shares_gb": shares / 1e9}
     print(json.dumps({k: v for k, v in report.items() if k != "results"}))

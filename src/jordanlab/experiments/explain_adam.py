@@ -191,8 +191,8 @@ def explain_adam_run(
         "n_train": n_train, "n_params": n_params, "queries": [],
     }
     if adjoint is not None:
-        summary.update(disk_bytes=adjoint.disk_bytes, sweep_seconds=adjoint.sweep_seconds,
-                       forward_seconds=seconds - adjoint.sweep_seconds,
+        summary.update(disk_bytes=adjoint.disk_bytes, sweep_seconds=adjoint.sweep_seconds, forward_seconds=seconds,
+                       seconds=seconds + adjoint.sweep_seconds,
                        gradient_dtype=str(gradient_dtype or torch.float64).replace("torch.", ""))
     if ranger:
         summary.update(replay_residual=result.replay_residual, slow_residual_max=float(result.slow_residuals.max()),
@@ -280,6 +280,7 @@ def plot_adam_explanation(report: dict, query: Query, train_b: np.ndarray, train
     axes[1, 0].axis("off")
     axes[1, 0].text(0.0, 0.5,
                     f"Σa_i = {report['sum_a']:+.2f}\na_reg = {report['a_reg']:+.2f}\n"
+                    + (f"a_BN = {report['a_bn']:+.2f}\n" if report.get("a_bn") else "") +
                     f"rel. residual {report['relative_residual']:.1e}\n"
                     f"Σ|a_i| = {report['sum_abs']:.1f}\n50% of Σ|a|: {report['n_50']} ex.\n90%: {report['n_90']} ex.\n"
                     f"top row: +, bottom: −", fontsize=7.5, va="center")
