@@ -91,6 +91,9 @@ def test_adjoint_equals_forward_ranger_on_a_relu_cnn(tmp_path_factory, seed, k, 
     assert int(f.synced.sum()) == steps // k
     _check_equal(f, a)
     assert float(a.path.relative_residual.max()) <= 1e-9  # kink-split quadrature: exact
+    steps = a.path.quadrature_residuals  # per-step quadrature errors add up to the residual's quadrature part
+    bound = 8 * steps.shape[0] * torch.finfo(torch.float64).eps * max(1.0, float(f.final.abs().max()))
+    assert float((steps.sum(0) - (f.residual - f.bookkeeping)).abs().max()) <= bound  # T roundings of f
     assert a.disk_bytes > 0
     adj.close()
     assert not (tmp / "scratch").exists()

@@ -210,6 +210,14 @@ def explain_adam_run(
             report["quadrature_residual"] = report["residual"] + report["adjoint_residual"] - report["bookkeeping"]
         if result.pieces is not None:
             report["pieces_per_step_mean"] = float(result.pieces[:, j].double().mean())
+        quad = getattr(result, "quadrature_residuals", None)
+        if quad is not None and quad.numel():
+            steps_q = quad[:, j].cpu()
+            worst = int(steps_q.abs().argmax())
+            report["quadrature_steps"] = {"sum": float(steps_q.sum()), "sum_abs": float(steps_q.abs().sum()),
+                                          "first_10_steps": float(steps_q[:10].sum()),
+                                          "max_abs": float(steps_q[worst].abs()), "max_abs_at_step": worst + 1,
+                                          "per_step": [float(v) for v in steps_q.tolist()]}
         summary["queries"].append({key: report[key] for key in (
             "name", "f0", "fT", "run_logit", "run_logit_float64", "sum_a", "a_reg", "a_bn", "residual",
             "relative_residual", "bookkeeping", "n_50", "n_90", *(("adjoint_residual", "quadrature_residual")
