@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call, grad, jvp, vmap
 
 from jordanlab.train.losses import elementwise_loss
 
@@ -213,10 +213,11 @@ class _Adjoint:
             w = self._unflat(self._read("w.bin", self.store_dtype, t * w_bytes, (p_all,)).to(self.gdtype))
             xb = self._read("x.bin", self.store_dtype, offset, shape).to(self.gdtype)
             yb = self._read("y.bin", self.store_dtype, offset, shape).to(self.gdtype)
-            v = self._centralize(lam)
+            v = self._centralize(lam).to(self.gdtype)
+            tangents = {n: part.reshape(q, *p.shape) for (n, p), part in zip(self.named, torch.split(v, self.sizes, 1))}
             fn = lambda p: self._batch_losses(p, xb, yb, training)  # noqa: E731
-            rows = [jvp(fn, (w,), (self._unflat(v[j].to(self.gdtype)),))[1].to(self.dtype) for j in range(q)]
-            a.index_add_(1, idx.to(self.device), ((1.0 - beta1) * clip / shape[0]) * torch.stack(rows))
+            rows = vmap(lambda t: jvp(fn, (w,), (t,))[1])(tangents).to(self.dtype)  # (Q, B): the Q jvps at once
+            a.index_add_(1, idx.to(self.device), ((1.0 - beta1) * clip / shape[0]) * rows)
         return a
 
     def disk_bytes(self) -> int:
