@@ -187,8 +187,16 @@ def _pixel(text: str) -> tuple[int, int]:
 
 
 def _cmd_kernel_explain(args: argparse.Namespace) -> int:
-    from jordanlab.experiments import explain_run
+    from jordanlab.experiments import explain_method, explain_replay, explain_run
 
+    if explain_method(args.run, args.method) == "replay":
+        report = explain_replay(args.run, args.image, _pixel(args.pixel), args.out, k=args.k, memory=args.memory,
+                                kinks=args.kinks == "on", quadrature=args.quadrature, progress=not args.quiet)
+        keys = ("image", "source", "pixel", "method", "f0", "fT", "run_logit", "sum_a", "a_reg", "a_bn", "residual",
+                "relative_residual", "n_50", "n_90")
+        print(json.dumps({key: report.get(key) for key in keys}, indent=2, default=str))
+        print(f"wrote {Path(args.out) / 'explain.json'} and {report['figure']}")
+        return 0
     report = explain_run(args.run, args.image, _pixel(args.pixel), args.out, k=args.k,
                          n_train=args.n_train, steps=args.steps, lr=args.lr, progress=not args.quiet)
     print(json.dumps({k: v for k, v in report.items() if k != "top"}, indent=2, default=str))
@@ -203,7 +211,7 @@ def _cmd_kernel_explain_adam(args: argparse.Namespace) -> int:
         raise ValueError(f"--image and --pixel must come in pairs, got {len(args.image)} and {len(args.pixel)}")
     queries = queries_from_specs(args.run, args.image, [_pixel(p) for p in args.pixel], size=args.size)
     summary = explain_adam_run(args.run, queries, args.out, replay_dir=args.replay, quadrature=args.quadrature,
-                               k=args.k, progress=not args.quiet)
+                               k=args.k, progress=not args.quiet, memory=args.memory, kinks=args.kinks == "on")
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -346,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "PRESET:INDEX, or a PNG")
     p.add_argument("--pixel", required=True, help="R,C of the query pixel")
     p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=["auto", "replay", "sgd-copy"], default="auto",
+                   help="replay: the run itself, replayed with the exact recorder (auto for Adam/Ranger runs); "
+                        "sgd-copy: an SGD copy trained from the run's w0 (auto for other runs)")
+    p.add_argument("--memory", choices=["auto", "ram", "disk"], default="auto",
+                   help="replay: per-example shares in RAM or the adjoint sweep on disk (auto: by size)")
+    p.add_argument("--kinks", choices=["on", "off"], default="on", help="replay: split steps at ReLU/max-pool kinks")
+    p.add_argument("--quadrature", type=int, default=3, help="replay: Gauss-Legendre nodes per step (per piece)")
     p.add_argument("--k", type=int, default=8, help="top-k training images")
     p.add_argument("--n-train", type=int, default=64, help="training images in the recorded SGD copy")
     p.add_argument("--steps", type=int, default=200, help="SGD steps of the recorded copy")
@@ -362,7 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base canvas of suite images (default: the run's training canvas; large-4x: 4x this)")
     p.add_argument("--out", required=True, help="figures and JSON go here")
     p.add_argument("--replay", default=None, help="fresh run directory for the replay (default OUT/replay)")
-    p.add_argument("--quadrature", type=int, default=2, help="Gauss-Legendre nodes per step")
+    p.add_argument("--quadrature", type=int, default=2, help="Gauss-Legendre nodes per step (per piece with kinks on)")
+    p.add_argument("--kinks", choices=["on", "off"], default="on",
+                   help="split each step at the query's ReLU/max-pool kinks (exact); off: fixed nodes, the kink "
+                        "error stays in the reported residual")
+    p.add_argument("--memory", choices=["auto", "ram", "disk"], default="auto",
+                   help="per-example shares in RAM, or the adjoint sweep over steps stored in OUT/adjoint-scratch "
+                        "(auto: disk when the shares would take more than half the available RAM)")
     p.add_argument("--k", type=int, default=6, help="top +k and -k training images in the figure")
     quiet(p)
     p = command(kernel, "infinite-check", _cmd_kernel_infinite,

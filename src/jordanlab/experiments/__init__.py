@@ -9,7 +9,8 @@ replays networks, calls the kernels and writes JSON and figures.
   configured by a :class:`ThesisConfig` (:func:`load_thesis_config` reads TOML) -> ``thesis.json``.
 - :func:`infinite_check` (``kernel infinite-check``): width convergence of the closed-form kernels and
   :func:`arora_check` -> ``infinite_check.json``.
-- :func:`explain_run` (``kernel explain``): the training images behind one pixel of a run, from an SGD
+- :func:`explain_replay` (``kernel explain``, Adam and Ranger runs): the run itself replayed exactly, one
+  pixel split over all its training examples; :func:`explain_run` (``--method sgd-copy``): from an SGD
   copy started at the run's w₀ (:func:`explain_from_run`, :func:`plot_explanation`).
 - :func:`explain_adam_run` (``kernel explain-adam``): a real Adam run replayed with the exact recorder,
   one :class:`Query` per pixel (:func:`query_from_spec`, :func:`plot_adam_explanation`, :func:`concentration`).
@@ -20,7 +21,7 @@ replays networks, calls the kernels and writes JSON and figures.
 """
 
 from ._runs import initial_model
-from .explain import explain_from_run, explain_run, plot_explanation
+from .explain import EXPLAIN_METHODS, explain_from_run, explain_method, explain_replay, explain_run, plot_explanation
 from .explain_adam import (
     Query,
     concentration,
@@ -37,6 +38,7 @@ from .thick import thick_families
 from .verify import SmoothCNN, VerifyRun, kernel_motion, verify, verify_plan
 
 __all__ = [
+    "EXPLAIN_METHODS",
     "PointReadout",
     "Query",
     "QueryImage",
@@ -47,7 +49,9 @@ __all__ = [
     "concentration",
     "explain_adam_run",
     "explain_from_run",
+    "explain_method",
     "explain_parity_scan",
+    "explain_replay",
     "explain_run",
     "infinite_check",
     "infinite_check_plan",

@@ -1,9 +1,13 @@
 """``jordanlab kernel explain``: which training images carry one pixel of a trained run's prediction.
 
-The run's own optimizer (Ranger by default) admits no exact decomposition, so the explained network
-is an SGD copy of the same model trained from the run's w₀ on the run's first training images, with
-the exact path decomposition recorded (:func:`jordanlab.kernels.explain`); the run's own output at the
-pixel is reported next to it as ``run_final``.
+Two methods (``--method``):
+
+- ``replay`` (the default for Adam and Ranger runs, :func:`explain_replay`): the run itself, replayed with
+  the exact path recorder (:func:`~jordanlab.experiments.explain_adam_run`; the adjoint sweep on disk when the
+  per-example shares do not fit in RAM): f_T is the run's own logit, split over all its training examples;
+- ``sgd-copy`` (:func:`explain_run`): an SGD copy of the same model trained from the run's w₀ on the
+  run's first training images, with the exact path decomposition recorded (:func:`jordanlab.kernels.explain`);
+  the run's own output at the pixel is reported next to it as ``run_final``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,52 @@ from jordanlab.kernels import Explanation, explain
 from ._runs import initial_model, run_images, trained_model
 from .images import QueryImage, parse_image_spec
 
-__all__ = ["explain_from_run", "explain_run", "plot_explanation"]
+__all__ = ["EXPLAIN_METHODS", "explain_from_run", "explain_method", "explain_replay", "explain_run", "plot_explanation"]
+
+#: ``jordanlab kernel explain --method``: ``auto`` is ``replay`` for Adam and Ranger runs, ``sgd-copy`` otherwise.
+EXPLAIN_METHODS = ("auto", "replay", "sgd-copy")
+
+
+def explain_method(run_dir: str | os.PathLike[str], method: str = "auto") -> str:
+    """The method ``method`` resolves to for the run ``run_dir`` (``"replay"`` or ``"sgd-copy"``)."""
+    from ._runs import run_config
+
+    if method not in EXPLAIN_METHODS:
+        raise ValueError(f"method must be one of {EXPLAIN_METHODS}, got {method!r}")
+    name = run_config(run_dir).optim.name
+    if method == "auto":
+        return "replay" if name in ("adam", "ranger") else "sgd-copy"
+    if method == "replay" and name not in ("adam", "ranger"):
+        raise ValueError(f"run {str(run_dir)!r} uses optim.name={name!r}: the exact replay handles adam and ranger "
+                         "runs; use --method sgd-copy")
+    return method
+
+
+def explain_replay(run_dir: str | os.PathLike[str], image: int | str, pixel: tuple[int, int],
+                   out_dir: str | os.PathLike[str], *, k: int = 6, memory: str = "auto", kinks: bool = True,
+                   quadrature: int = 3, size: int | None = None, progress: bool = True) -> dict:
+    """The run's own output at ``pixel`` of ``image`` split over its training examples, by replaying the run.
+
+    :func:`~jordanlab.experiments.explain_adam_run` with one query; writes its files (``OUT/explain-<name>.*``)
+    and ``OUT/explain.json``: the query's report (f₀, f_T = the run's logit, Σ_i a_i, a_reg, a_BN, residual,
+    all N contributions) with ``"method": "replay"`` and the replay's summary.
+    """
+    from .explain_adam import explain_adam_run, query_from_spec
+    from ._runs import run_config
+
+    if isinstance(image, bool) or not isinstance(image, (int, str)):
+        raise ValueError(f"--method replay needs an image spec (INDEX, NAME:INDEX or a PNG path), got {type(image).__name__}")
+    query = query_from_spec(str(image), pixel, run_config(run_dir), size=size)
+    out = Path(out_dir)
+    summary = explain_adam_run(run_dir, [query], out, quadrature=quadrature, k=k, progress=progress, memory=memory,
+                               kinks=kinks)
+    import json
+
+    report = json.loads((out / f"explain-{query.name}.json").read_text())
+    report.update(method="replay", summary={key: v for key, v in summary.items() if key != "queries"},
+                  figure=str(out / f"explain-{query.name}.png"))
+    write_json(out / "explain.json", report)
+    return report
 
 
 def explain_from_run(run_dir: str | os.PathLike[str], image: torch.Tensor, pixel: tuple[int, int],
@@ -71,7 +120,7 @@ def explain_run(
     quadrature: int = 3,
     progress: bool = True,
 ) -> dict:
-    """``jordanlab kernel explain RUN --image IMG --pixel R,C``: write ``OUT/explain.json`` and ``OUT/explain.png``.
+    """``jordanlab kernel explain RUN --method sgd-copy``: write ``OUT/explain.json`` and ``OUT/explain.png``.
 
     ``image`` is an index into the run's test split, an image spec (``INDEX``, ``NAME:INDEX``, a PNG path:
     :func:`~jordanlab.experiments.parse_image_spec`) or a boundary array ``(H, W)``. The training images are

@@ -6,6 +6,12 @@ The run is retrained from its saved config into a fresh replay directory with an
 reported term ``a_bn``) as a step hook (same config and seed, hence the same
 batches, augmentations and weights), and each query pixel is written as a JSON report
 (f₀, f_T, Σ_i a_i, a_reg, residual, the most positive and negative training images) and a figure.
+
+Memory: the forward recorders keep (N + 1) × P per-example shares in RAM (two such buffers for Ranger);
+``memory="disk"`` (chosen by ``"auto"`` when those would take more than half the available RAM) uses
+:class:`jordanlab.kernels.AdjointPathRecorder` instead: the same a_i by a backward sweep over the steps,
+stored in a scratch directory ``OUT/adjoint-scratch`` (O(T (Q + 1) P) bytes, deleted afterwards), with the
+per-example gradients recomputed in float64 (``gradient_dtype``).
 """
 
 from __future__ import annotations
@@ -20,12 +26,38 @@ import numpy as np
 import torch
 
 from jordanlab._atomic import save_figure, write_json
-from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder, RangerPathRecorder
+from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder, AdjointPathRecorder, RangerPathRecorder
 
 from ._runs import run_config, run_images, trained_model
 from .images import parse_image_spec
 
-__all__ = ["Query", "concentration", "explain_adam_run", "plot_adam_explanation", "queries_from_specs", "query_from_spec"]
+__all__ = ["MEMORY_MODES", "Query", "concentration", "explain_adam_run", "plot_adam_explanation", "queries_from_specs",
+           "query_from_spec", "share_bytes"]
+
+#: ``memory`` of :func:`explain_adam_run`: per-example shares in RAM, the adjoint sweep on disk, or by size.
+MEMORY_MODES = ("auto", "ram", "disk")
+
+
+def share_bytes(n_train: int, n_params: int, optimizer: str, dtype: torch.dtype = torch.float64) -> int:
+    """RAM of the forward recorder's per-example shares: (N + 1) × P floats, twice for Ranger (M and F).
+
+    Examples
+    --------
+    >>> round(share_bytes(1024, 1_946_249, "ranger") / 1e9, 1)  # the quick U-Net
+    31.9
+    """
+    return (2 if optimizer == "ranger" else 1) * (n_train + 1) * n_params * torch.empty((), dtype=dtype).element_size()
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -78,12 +110,19 @@ def explain_adam_run(
     k: int = 6,
     prefix: str = "explain-",
     progress: bool = True,
+    memory: str = "auto",
+    kinks: bool = True,
+    gradient_dtype: torch.dtype | None = None,
 ) -> dict:
-    """Replay the training run ``run_dir`` with an :class:`AdamPathRecorder` and write one figure + JSON per query.
+    """Replay the training run ``run_dir`` with an exact path recorder and write one figure + JSON per query.
 
     The run is retrained from its saved ``config.toml`` into ``replay_dir`` (default ``OUT/replay``, which must
     hold no checkpoint): same config and seed, hence the same batches, augmentations and weights; the final
-    weights are compared with ``run_dir``'s newest checkpoint (``weights_max_abs_diff`` in the summary).
+    weights are compared with ``run_dir``'s newest checkpoint (``weights_max_abs_diff`` in the summary), and
+    each query's f_T with the run's own logit (``run_logit``: its checkpoint in eval mode, float32 and float64).
+    ``memory`` is one of :data:`MEMORY_MODES` (module docstring); ``kinks=False`` integrates each step with
+    ``quadrature`` fixed nodes (the kink error then stays in the reported residual); ``gradient_dtype``:
+    precision of the recomputed per-example gradients (default: the run's own, float64 with ``"disk"``).
     Writes ``OUT/<prefix><name>.png`` and ``OUT/<prefix><name>.json`` per query and ``OUT/<prefix>summary.json``.
     """
     from jordanlab import data
@@ -101,17 +140,37 @@ def explain_adam_run(
     n_train = config.data.n_train or data.resolve(config.data.preset).count("train")
     objective = build_objective(config.train)
     ranger = config.optim.name == "ranger"
-    recorder = RangerPathRecorder if ranger else AdamPathRecorder  # Ranger: RAdam + Lookahead, term for term
-    rec = recorder(
-        [torch.as_tensor(q.boundary, dtype=torch.float32)[None] for q in queries], [q.pixel for q in queries],
-        n_train, loss=config.train.loss, grad_clip=config.optim.grad_clip,
-        penalty_weight=objective.penalty_weight if config.train.gate_penalty > 0 else None, quadrature=quadrature,
-    )
-    t0 = time.perf_counter()
-    train(config, replay, progress=progress, step_hooks=[rec])
-    seconds = time.perf_counter() - t0
-    result = rec.result()
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory must be one of {MEMORY_MODES}, got {memory!r}")
     original, _ = trained_model(run_dir)
+    n_params = sum(p.numel() for p in original.parameters() if p.requires_grad)
+    need = share_bytes(n_train, n_params, config.optim.name)
+    if memory == "auto":
+        memory = "disk" if need > _available_ram() // 2 else "ram"
+    kwargs = dict(loss=config.train.loss, grad_clip=config.optim.grad_clip,
+                  penalty_weight=objective.penalty_weight if config.train.gate_penalty > 0 else None,
+                  quadrature=quadrature, kinks=kinks)
+    images = [torch.as_tensor(q.boundary, dtype=torch.float32)[None] for q in queries]
+    scratch = out / "adjoint-scratch"
+    if memory == "disk":
+        rec = AdjointPathRecorder(images, [q.pixel for q in queries], n_train, scratch=scratch,
+                                  gradient_dtype=gradient_dtype or torch.float64, **kwargs)
+    else:
+        recorder = RangerPathRecorder if ranger else AdamPathRecorder  # Ranger: RAdam + Lookahead, term for term
+        rec = recorder(images, [q.pixel for q in queries], n_train, gradient_dtype=gradient_dtype, **kwargs)
+    t0 = time.perf_counter()
+    adjoint = None
+    try:
+        train(config, replay, progress=progress, step_hooks=[rec])
+        seconds = time.perf_counter() - t0
+        if memory == "disk":
+            adjoint = rec.result()
+            result = adjoint.path
+        else:
+            result = rec.result()
+    finally:
+        if memory == "disk":
+            rec.close()
     replayed, _ = trained_model(replay)
     diff = max(float((a - b).abs().max()) for a, b in zip(original.state_dict().values(), replayed.state_dict().values()))
     train_b, train_m, _ = run_images(config, "train", n_train)  # the un-augmented originals
@@ -128,8 +187,13 @@ def explain_adam_run(
         "momentum_residual_max": float(result.momentum_residuals.max()),
         "gradient_residual_max": float(np.nanmax(result.gradient_residuals.numpy())),
         "clipped_steps": int((result.clip_factors < 1).sum()),
-        "optimizer": config.optim.name, "queries": [],
+        "optimizer": config.optim.name, "memory": memory, "share_bytes_in_ram": need, "kinks": kinks,
+        "n_train": n_train, "n_params": n_params, "queries": [],
     }
+    if adjoint is not None:
+        summary.update(disk_bytes=adjoint.disk_bytes, sweep_seconds=adjoint.sweep_seconds, forward_seconds=seconds,
+                       seconds=seconds + adjoint.sweep_seconds,
+                       gradient_dtype=str(gradient_dtype or torch.float64).replace("torch.", ""))
     if ranger:
         summary.update(replay_residual=result.replay_residual, slow_residual_max=float(result.slow_residuals.max()),
                        rectified_steps=int(result.rectified.sum()), lookahead_syncs=int(result.synced.sum()))
@@ -139,8 +203,25 @@ def explain_adam_run(
     summary["contribution_correlation"] = torch.corrcoef(contrib).tolist() if len(queries) > 1 else [[1.0]]
     for j, q in enumerate(queries):
         report = _query_report(result, j, q, k)
-        summary["queries"].append({key: report[key] for key in ("name", "f0", "fT", "sum_a", "a_reg", "a_bn",
-                                                                "relative_residual")})
+        report.update(_run_logit(original, q))
+        if adjoint is not None:
+            report.update(aggregate_forward=float(adjoint.aggregate[j]),
+                          adjoint_residual=float(adjoint.adjoint_residual[j]))
+            report["quadrature_residual"] = report["residual"] + report["adjoint_residual"] - report["bookkeeping"]
+        if result.pieces is not None:
+            report["pieces_per_step_mean"] = float(result.pieces[:, j].double().mean())
+        quad = getattr(result, "quadrature_residuals", None)
+        if quad is not None and quad.numel():
+            steps_q = quad[:, j].cpu()
+            worst = int(steps_q.abs().argmax())
+            report["quadrature_steps"] = {"sum": float(steps_q.sum()), "sum_abs": float(steps_q.abs().sum()),
+                                          "first_10_steps": float(steps_q[:10].sum()),
+                                          "max_abs": float(steps_q[worst].abs()), "max_abs_at_step": worst + 1,
+                                          "per_step": [float(v) for v in steps_q.tolist()]}
+        summary["queries"].append({key: report[key] for key in (
+            "name", "f0", "fT", "run_logit", "run_logit_float64", "sum_a", "a_reg", "a_bn", "residual",
+            "relative_residual", "bookkeeping", "n_50", "n_90", *(("adjoint_residual", "quadrature_residual")
+                                                                   if adjoint is not None else ()))})
         write_json(out / f"{prefix}{q.name}.json", {**report, "run": str(run_dir), "steps": result.steps,
                                                      "quadrature": quadrature})
         plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png",
@@ -166,8 +247,23 @@ def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> di
         **concentration(a),
         "top_positive": [{"index": int(i), "a": float(a[i])} for i in order.flip(0)[:k].tolist()],
         "top_negative": [{"index": int(i), "a": float(a[i])} for i in order[:k].tolist()],
-        "contributions": [round(float(v), 9) for v in a.tolist()],
+        "contributions": [float(v) for v in a.tolist()],
+        "train_indices": list(range(a.numel())),
     }
+
+
+def _run_logit(model: torch.nn.Module, q: Query) -> dict:
+    """The run's own output at the query pixel: its checkpoint in eval mode, as trained (float32) and in float64."""
+    import copy
+
+    x = torch.as_tensor(q.boundary, dtype=torch.float32)[None, None]
+    r, c = q.pixel
+    out = {}
+    for key, dt in (("run_logit", torch.float32), ("run_logit_float64", torch.float64)):
+        net = copy.deepcopy(model).to(dt).eval()
+        with torch.no_grad():
+            out[key] = float(net(x.to(dt))[0, 0, r, c])
+    return out
 
 
 def plot_adam_explanation(report: dict, query: Query, train_b: np.ndarray, train_m: np.ndarray,
@@ -192,6 +288,7 @@ def plot_adam_explanation(report: dict, query: Query, train_b: np.ndarray, train
     axes[1, 0].axis("off")
     axes[1, 0].text(0.0, 0.5,
                     f"Σa_i = {report['sum_a']:+.2f}\na_reg = {report['a_reg']:+.2f}\n"
+                    + (f"a_BN = {report['a_bn']:+.2f}\n" if report.get("a_bn") else "") +
                     f"rel. residual {report['relative_residual']:.1e}\n"
                     f"Σ|a_i| = {report['sum_abs']:.1f}\n50% of Σ|a|: {report['n_50']} ex.\n90%: {report['n_90']} ex.\n"
                     f"top row: +, bottom: −", fontsize=7.5, va="center")

@@ -6,7 +6,8 @@
   :func:`per_example_loss` and :data:`LOSSES` name the losses it differentiates.
 - :class:`AdamPathRecorder`: the same bookkeeping for a real Adam run (:func:`check_adam`);
   :class:`RangerPathRecorder` for a real ``pytorch_optimizer.Ranger`` run (:func:`check_ranger`), both exact
-  across ReLU/max-pool kinks (``kernels._segments``).
+  across ReLU/max-pool kinks (``kernels._segments``); :class:`AdjointPathRecorder`, the same numbers by a
+  backward sweep over steps stored on disk (O(T (Q+1) P) instead of the O(N P) per-example shares).
 - :func:`checkpoint_path_kernel`: the TracInCP approximation Σ_c η_c ∇f(w_c, x)·∇f(w_c, x').
 - :func:`explain`, :func:`input_similarity`, :func:`nearest_training_images`, :func:`similarity_shift`:
   attribution of one output pixel to training images, and Charpiat et al.'s normalized tangent kernel.
@@ -21,6 +22,7 @@ The pipelines over runs (``kernel verify``, ``thesis``, ``infinite-check``, ``ex
 """
 
 from .adam_path import PIXEL_LOSSES, AdamPathDecomposition, AdamPathRecorder, check_adam
+from .adjoint_path import AdjointPathDecomposition, AdjointPathRecorder
 from .attribution import Explanation, explain, input_similarity, nearest_training_images, similarity_shift
 from .checkpoint import CheckpointPathKernel, checkpoint_path_kernel
 from .infinite import NTKConv2d, NTKLinear, cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence
@@ -36,7 +38,7 @@ from .tangent import DEFAULT_NTK_METHOD, NtkMethod, tangent_kernel
 
 __all__ = [
     "DEFAULT_NTK_METHOD", "LOSSES", "PIXEL_LOSSES", "AdamPathDecomposition", "AdamPathRecorder",
-    "CheckpointPathKernel", "Explanation", "NTKConv2d", "NTKLinear", "NtkMethod", "PathDecomposition",
+    "AdjointPathDecomposition", "AdjointPathRecorder", "CheckpointPathKernel", "Explanation", "NTKConv2d", "NTKLinear", "NtkMethod", "PathDecomposition",
     "PathRecorder", "RangerPathDecomposition", "RangerPathRecorder", "check_adam", "check_ranger", "checkpoint_path_kernel", "cnn_kernels", "discrete_gradient_descent_mse",
     "explain", "gradient_descent_mse", "input_similarity", "kernel_regression", "kernel_regression_min_ridge",
     "mlp_kernels", "nearest_training_images", "ntk_cnn", "ntk_mlp", "path_decomposition", "per_example_loss",

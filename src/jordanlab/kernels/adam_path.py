@@ -285,11 +285,12 @@ class AdamPathRecorder:
         self.penalty_net = _Penalty(self.grad_copy) if self.penalty_weight is not None else None
         self.sizes = [p.numel() for _, p in named]
         n_params = sum(self.sizes)
-        self.moments = torch.zeros(self.n_train, n_params, dtype=self.dtype, device=self.device)
+        rows = self._share_rows()
+        self.moments = torch.zeros(rows, n_params, dtype=self.dtype, device=self.device)
         self.moment_reg = torch.zeros(n_params, dtype=self.dtype, device=self.device)
         q = len(self.queries)
         self.queries = [x.to(self.device) for x in self.queries]
-        self.contrib = torch.zeros(q, self.n_train, dtype=self.dtype, device=self.device)
+        self.contrib = torch.zeros(q, rows, dtype=self.dtype, device=self.device)
         self.reg = torch.zeros(q, dtype=self.dtype, device=self.device)
         self.book = torch.zeros(q, dtype=self.dtype, device=self.device)
         self.initial = self.query_values(self._weights())
@@ -304,6 +305,23 @@ class AdamPathRecorder:
         self.pieces: list[list[int]] = []
         self.kinks: list[list[int]] = []
         self.unresolved = 0
+
+    def _share_rows(self) -> int:
+        """Rows of the moment shares M: one per training example (the adjoint recorder keeps one, their sum)."""
+        return self.n_train
+
+    def _rows(self, idx: Tensor) -> Tensor:
+        """The rows of M that the batch ``idx`` (dataset indices) adds its per-example gradients to."""
+        return idx
+
+    def _centralize(self, rows: Tensor) -> Tensor:
+        """The optimizer's gradient transform applied to each row (B, P): the identity for Adam (GC for Ranger)."""
+        return rows
+
+    def _record(self, *, coef: Tensor, gbar: Tensor, synced: bool, alpha: float, beta1: float, clip: float,
+                w0: dict[str, Tensor], idx: Tensor, xb: Tensor, yb: Tensor) -> None:
+        """Called once per step with Δw_{t,i} = coef ⊙ M_t[i] (Lookahead: α coef ⊙ M_t[i] − (1 − α) F[i] at a
+        sync) and ḡ_t; a no-op here (the adjoint recorder stores them for its backward sweep)."""
 
     def _weights(self, dtype: torch.dtype | None = None) -> dict[str, Tensor]:
         return {n: p.detach().to(dtype or self.dtype).clone() for n, p in self.named}
@@ -412,7 +430,7 @@ class AdamPathRecorder:
 
         # per-example first moments, then the exact split of this step's update
         self.moments.mul_(beta1)
-        self.moments.index_add_(0, idx, (1.0 - beta1) * clip * per_example)
+        self.moments.index_add_(0, self._rows(idx), (1.0 - beta1) * clip * per_example)
         self.moment_reg.mul_(beta1).add_((1.0 - beta1) * clip * reg_grad)
         states = [self.optimizer.state[p] for _, p in self.named]
         step = int(float(states[0]["step"]))
@@ -432,6 +450,8 @@ class AdamPathRecorder:
         # ḡ_t(x_q) by Gauss–Legendre along the actual segment, contracted with each Δw_{t,i}
         gbar = self._segment_grads(w0, self._unflat(delta))
         weighted = -scale * gbar * precond  # (Q, P): ḡ ⊙ (−s D)
+        self._record(coef=-scale * precond, gbar=gbar, synced=False, alpha=1.0, beta1=float(beta1), clip=clip,
+                     w0=w0_grad, idx=idx, xb=xb, yb=yb)
         self.contrib += weighted @ self.moments.T
         self.reg += weighted @ self.moment_reg
         self.book += gbar @ (delta - split_sum)

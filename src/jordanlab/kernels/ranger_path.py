@@ -143,6 +143,10 @@ class RangerPathDecomposition(PathResult):
     pieces, kinks : Tensor of shape (T, Q), optional
     unresolved : int
     lrs : list of float
+    quadrature_residuals : Tensor of shape (T, Q)
+        f(w_t, β_{t−1}) − f(w_{t−1}, β_{t−1}) − ḡ_t · Δw_t per step and query: the quadrature error of each segment
+        (float rounding with kink splitting; the error of fixed nodes across kinks without). They sum to
+        residual − bookkeeping.
     """
 
     initial: Tensor
@@ -169,6 +173,7 @@ class RangerPathDecomposition(PathResult):
     unresolved: int
     quadrature: int
     lrs: list[float]
+    quadrature_residuals: Tensor | None = None
 
 
 class RangerPathRecorder(AdamPathRecorder):
@@ -209,7 +214,9 @@ class RangerPathRecorder(AdamPathRecorder):
         self.sync: list[bool] = []
         self.sizes_t: list[float] = []
         self.w_norm: list[float] = []
+        self.quad_res: list[Tensor] = []
         self.initial = self.query_values(self._weights())
+        self._f_prev = self.initial.clone()
 
     def _live_state(self) -> dict[str, Tensor]:
         return {k: v.detach().to(self.dtype).clone() if v.is_floating_point() else v.detach().clone()
@@ -302,7 +309,7 @@ class RangerPathRecorder(AdamPathRecorder):
             self.grad_res.append(math.nan)
 
         # first-moment shares, RAdam's step and the decoupled decay
-        self.moments.mul_(beta1).index_add_(0, idx, (1.0 - beta1) * per_example)
+        self.moments.mul_(beta1).index_add_(0, self._rows(idx), (1.0 - beta1) * per_example)
         self.moment_reg.mul_(beta1).add_((1.0 - beta1) * reg_grad)
         states = [self.optimizer.state[p] for _, p in self.named]
         exp_avg = torch.cat([s["exp_avg"].reshape(-1) for s in states]).to(self.dtype)
@@ -328,6 +335,8 @@ class RangerPathRecorder(AdamPathRecorder):
         # contract with ḡ_t (β_{t−1} held), then the BatchNorm term f(w_t, β_t) − f(w_t, β_{t−1})
         gbar = self._segment_grads(w0, self._unflat(delta))
         weighted = gbar * coef  # (Q, P)
+        self._record(coef=coef, gbar=gbar, synced=synced, alpha=alpha, beta1=beta1, clip=clip, w0=w0_grad, idx=idx,
+                     xb=xb, yb=yb)
         if synced:
             self.contrib += alpha * (weighted @ self.moments.T) - (1.0 - alpha) * (gbar @ self.fast.T)
             self.reg += alpha * (gbar @ prime_reg) - (1.0 - alpha) * (gbar @ self.fast_reg)
@@ -345,13 +354,17 @@ class RangerPathRecorder(AdamPathRecorder):
         fast_now = self.fast.sum(0) + self.fast_reg
         self.slow_res.append(float((w1_flat - fast_now - slow).norm() / slow.norm().clamp_min(1e-300)))
         after = self._live_state()
+        old = self.query_values(w1)  # f(w_t, β_{t−1}): the end of the segment ḡ_t was integrated along
+        self.quad_res.append(old - self._f_prev - gbar @ delta)
         if self.has_bn:
             before = self.state
             self.state = after
             new = self.query_values(w1)
             self.state = before
-            old = self.query_values(w1)
             self.bn += new - old
+        else:
+            new = old
+        self._f_prev = new
         self.state = after
         self.lrs.append(lr)
         self.clips.append(clip)
@@ -382,4 +395,6 @@ class RangerPathRecorder(AdamPathRecorder):
             pieces=torch.tensor(self.pieces, dtype=torch.long) if self.pieces else None,
             kinks=torch.tensor(self.kinks, dtype=torch.long) if self.kinks else None,
             unresolved=self.unresolved, quadrature=self.quadrature, lrs=list(self.lrs),
+            quadrature_residuals=(torch.stack(self.quad_res) if self.quad_res
+                                  else torch.zeros(0, len(self.queries), dtype=self.dtype)),
         )
