@@ -79,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_json(out / "textures256-iou.json", report)
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    run_label = f"{cfg.model.name}, {status['epochs_done']} epoch(s)"
+    other_label = f"{other.config.model.name} (32² blobs)"
     bins = np.linspace(0, 1, 41)
-    ax.hist(iou, bins=bins, alpha=0.75, label=f"{cfg.model.name} (epoch {status['epochs_done']} of {status['epochs_planned']})")
-    ax.hist(other_iou, bins=bins, alpha=0.6, label=f"{other.config.model.name} (32² blobs)")
+    ax.hist(iou, bins=bins, alpha=0.75, label=run_label)
+    ax.hist(other_iou, bins=bins, alpha=0.6, label=other_label)
     for x, txt in ((0.85, "85 %"), (0.51, "51 %")):
         ax.axvline(x, color="k", lw=0.8, ls="--")
         ax.text(x, ax.get_ylim()[1] * 0.9, txt, ha="right", fontsize=8)
@@ -91,13 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_ylabel("images (log)")
     ax.set_title(f"textures-256 test, {iou.size} images")
     ax.legend(fontsize=8)
+    rank = np.arange(1, iou.size + 1)
+    ax2.plot(rank, np.sort(iou), label=f"{run_label}: {int((iou >= 1).sum())} perfect")
+    ax2.plot(rank, np.sort(other_iou), label=f"{other_label}: {int((other_iou >= 1).sum())} perfect")
+    ax2.set_ylim(max(0.0, min(iou.min(), other_iou.min()) - 0.01), 1.002)
+    ax2.set_xlabel("image rank (worst first)")
+    ax2.set_ylabel("IoU")
+    ax2.set_title("every image, sorted")
+    ax2.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
     save_figure(fig, out / "textures256-iou-hist.png", dpi=110)
     plt.close(fig)
 
     picks: list[tuple[str, int]] = []
     for label, i in [("≈85 %", int(np.argmin(np.abs(iou - 0.85)))), ("≈51 %", int(np.argmin(np.abs(iou - 0.51)))),
-                     *(("worst", int(j)) for j in np.argsort(iou)[:2])]:
-        if i not in {p for _, p in picks}:
+                     *((f"rank {r + 1}", int(j)) for r, j in enumerate(np.argsort(iou)[:3]))]:
+        if i not in {p for _, p in picks} and len(picks) < 3:
             picks.append((label, i))
     fig, axes = plt.subplots(len(picks), 4, figsize=(9, 2.3 * len(picks)), squeeze=False)
     for row, (label, i) in zip(axes, picks):
