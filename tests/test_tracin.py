@@ -103,3 +103,30 @@ def test_user_errors():
         tracin_cp([_net(0)], [0.1, 0.2], x[0], (0, 0), x, y)
     with pytest.raises(ValueError, match="values per example"):
         tracin_cp([_net(0)], [0.1], x[0], (0, 0), x, y[:, :, :2])
+
+
+def test_sgd_copy_settings_are_kernel_explains_defaults():
+    import inspect
+
+    from jordanlab.experiments.explain import explain_run
+    from jordanlab.experiments.explain_compare import SGD_COPY
+
+    params = inspect.signature(explain_run).parameters
+    assert SGD_COPY == {key: params[key].default for key in SGD_COPY}
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_ranking_agreement_properties(seed):
+    import numpy as np
+
+    from jordanlab.experiments.explain_compare import ranking_agreement, top_overlap
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=40)
+    same = ranking_agreement(a, 3.0 * a + 1.0)  # a monotone map keeps every rank
+    assert same["spearman"] == pytest.approx(1.0) and same["top10_pos"] == 10 and same["top10_neg"] == 10
+    flipped = ranking_agreement(a, -a)
+    assert flipped["spearman"] == pytest.approx(-1.0) and flipped["top10_abs"] == 10 and flipped["top10_pos"] == 0
+    b = rng.normal(size=40)
+    assert 0 <= top_overlap(a, b) <= 10 and top_overlap(a, b) == top_overlap(b, a)
