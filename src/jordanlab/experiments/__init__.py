@@ -14,6 +14,8 @@ replays networks, calls the kernels and writes JSON and figures.
   copy started at the run's w₀ (:func:`explain_from_run`, :func:`plot_explanation`).
 - :func:`explain_adam_run` (``kernel explain-adam``): a real Adam run replayed with the exact recorder,
   one :class:`Query` per pixel (:func:`query_from_spec`, :func:`plot_adam_explanation`, :func:`concentration`).
+- :func:`compare_rankings` (``python -m jordanlab.experiments.explain_compare``): the exact a_i of a replayed run
+  against TracInCP (:func:`jordanlab.kernels.tracin_cp`) and the SGD copy: Spearman and top-10 overlaps, figures.
 - :func:`parse_image_spec`: the one parser of query images (``INDEX``, ``NAME:INDEX``, a PNG path).
 - :func:`explain_parity_scan` and :func:`thick_families`: the README's parity-scan attribution and the
   thick-stroke families table (thin scripts in ``scripts/``).
@@ -30,6 +32,7 @@ from .explain_adam import (
     queries_from_specs,
     query_from_spec,
 )
+from .explain_compare import compare_rankings, ranking_agreement
 from .images import QueryImage, parse_image_spec
 from .infinite_check import arora_check, infinite_check, infinite_check_plan
 from .parity_scan import explain_parity_scan
@@ -46,6 +49,7 @@ __all__ = [
     "ThesisConfig",
     "VerifyRun",
     "arora_check",
+    "compare_rankings",
     "concentration",
     "explain_adam_run",
     "explain_from_run",
@@ -57,6 +61,7 @@ __all__ = [
     "infinite_check_plan",
     "initial_model",
     "kernel_motion",
+    "ranking_agreement",
     "load_thesis_config",
     "parse_image_spec",
     "plot_adam_explanation",

@@ -8,7 +8,8 @@
   :class:`RangerPathRecorder` for a real ``pytorch_optimizer.Ranger`` run (:func:`check_ranger`), both exact
   across ReLU/max-pool kinks (``kernels._segments``); :class:`AdjointPathRecorder`, the same numbers by a
   backward sweep over steps stored on disk (O(T (Q+1) P) instead of the O(N P) per-example shares).
-- :func:`checkpoint_path_kernel`: the TracInCP approximation Σ_c η_c ∇f(w_c, x)·∇f(w_c, x').
+- :func:`checkpoint_path_kernel`: the TracInCP approximation Σ_c η_c ∇f(w_c, x)·∇f(w_c, x');
+  :func:`tracin_cp`: TracInCP scores −Σ_c η_c ∇f(w_c, x_q)·∇ℓ(w_c, z_i) of all N examples by one jvp per checkpoint.
 - :func:`explain`, :func:`input_similarity`, :func:`nearest_training_images`, :func:`similarity_shift`:
   attribution of one output pixel to training images, and Charpiat et al.'s normalized tangent kernel.
 - :func:`mlp_kernels`, :func:`cnn_kernels`, :func:`width_convergence` and the NTK-parameterized layers:
@@ -23,7 +24,7 @@ The pipelines over runs (``kernel verify``, ``thesis``, ``infinite-check``, ``ex
 
 from .adam_path import PIXEL_LOSSES, AdamPathDecomposition, AdamPathRecorder, check_adam
 from .adjoint_path import AdjointPathDecomposition, AdjointPathRecorder
-from .attribution import Explanation, explain, input_similarity, nearest_training_images, similarity_shift
+from .attribution import Explanation, explain, input_similarity, nearest_training_images, similarity_shift, tracin_cp
 from .checkpoint import CheckpointPathKernel, checkpoint_path_kernel
 from .infinite import NTKConv2d, NTKLinear, cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence
 from .path import LOSSES, PathDecomposition, PathRecorder, path_decomposition, per_example_loss
@@ -42,7 +43,7 @@ __all__ = [
     "PathRecorder", "RangerPathDecomposition", "RangerPathRecorder", "check_adam", "check_ranger", "checkpoint_path_kernel", "cnn_kernels", "discrete_gradient_descent_mse",
     "explain", "gradient_descent_mse", "input_similarity", "kernel_regression", "kernel_regression_min_ridge",
     "mlp_kernels", "nearest_training_images", "ntk_cnn", "ntk_mlp", "path_decomposition", "per_example_loss",
-    "similarity_shift", "tangent_kernel", "width_convergence",
+    "similarity_shift", "tangent_kernel", "tracin_cp", "width_convergence",
 ]
 
 #: Names that moved to :mod:`jordanlab.experiments` (resolved lazily, so importing the kernels never

@@ -8,6 +8,8 @@
   C^{-1/2} K C^{-1/2} matrix version: it is one number per pair and equals the cosine between the
   concatenated per-pixel gradient vectors, so |ρ| ≤ 1 by Cauchy–Schwarz.
 - :func:`nearest_training_images`: the k training images with the highest ρ to each test image.
+- :func:`tracin_cp`: TracInCP scores of all training examples for one query pixel from a run's checkpoints,
+  −Σ_c η_c ∇_w f(w_c, x_q)·∇_w ℓ(w_c, z_i), by one forward-mode jvp of the per-example losses per checkpoint.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from . import _functional as F
-from .path import path_decomposition
+from .path import path_decomposition, per_example_loss
 from .tangent import tangent_kernel
 
-__all__ = ["Explanation", "explain", "similarity_shift", "input_similarity", "nearest_training_images"]
+__all__ = ["Explanation", "explain", "similarity_shift", "input_similarity", "nearest_training_images", "tracin_cp"]
 
 
 @dataclass(frozen=True)
@@ -257,3 +259,101 @@ def similarity_shift(
         out[name] = {"mean_top1": float(vals[:, 0].mean()), "median_top1": float(vals[:, 0].median()),
                      "mean_topk": float(vals.mean()), "n": int(images.shape[0]), "k": int(vals.shape[1])}
     return out
+
+
+def tracin_cp(
+    models: Sequence[nn.Module],
+    lrs: Sequence[float],
+    query: Tensor,
+    pixel: tuple[int, int] | None,
+    train_inputs: Tensor,
+    train_targets: Tensor,
+    *,
+    loss: str = "bce",
+    batch_size: int = 64,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """TracInCP scores (Pruthi et al. 2020) of every training example for one output of one query.
+
+        score_i = −Σ_c η_c ∇_w f(w_c, x_q)[r, c] · ∇_w ℓ(w_c, z_i),
+
+    f the model's logit at ``pixel`` of ``query``, ℓ(w, z_i) the per-example loss (the mean over the
+    output pixels of :func:`~jordanlab.kernels.per_example_loss`), w_c the weights of checkpoint c and η_c
+    its weight ``lrs[c]``. Sign: a training example whose gradient step (−η ∇ℓ_i) raises the query's logit
+    scores positive, as the exact contributions a_i do. For each checkpoint, ∇_w f_q is one backward pass and
+    the N dot products ⟨∇_w f_q, ∇_w ℓ_i⟩ are one forward-mode jvp of the vector (ℓ_1, …, ℓ_N) along
+    ∇_w f_q (chunks of ``batch_size`` examples): no per-example gradients. Every model is evaluated in eval
+    mode (BatchNorm with its running statistics, which are held fixed: they are buffers, not parameters),
+    so the examples of a chunk are independent.
+
+    Parameters
+    ----------
+    models : sequence of nn.Module
+        One model per checkpoint (copied, cast to ``dtype`` and put in eval mode; not modified).
+    lrs : sequence of float
+        η_c, one per model.
+    query : Tensor of shape (C, H, W)
+    pixel : (row, col), or None for a scalar-output model
+    train_inputs : Tensor of shape (N, C, H', W')
+    train_targets : Tensor of shape (N, ...) with the model's per-example output size
+    loss : {"bce", "mse", "mse-logits"}
+    batch_size : int
+    dtype : torch.dtype, optional
+        Default: each model's own.
+
+    Returns
+    -------
+    Tensor of shape (N,)
+    """
+    from torch.func import functional_call, jvp
+
+    models = list(models)
+    if len(models) == 0 or len(models) != len(lrs):
+        raise ValueError(f"models and lrs must be non-empty and of equal length, got {len(models)} and {len(lrs)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    query = torch.as_tensor(query)
+    if query.ndim != 3:
+        raise ValueError(f"query must be (C, H, W), got shape {tuple(query.shape)}")
+    n = int(train_inputs.shape[0])
+    if int(train_targets.shape[0]) != n:
+        raise ValueError(f"train_inputs and train_targets must hold the same number of examples, "
+                         f"got {n} and {int(train_targets.shape[0])}")
+    scores: Tensor | None = None
+    for model, eta in zip(models, lrs):
+        net = copy.deepcopy(model)
+        if dtype is not None:
+            net = net.to(dtype)
+        net.eval()
+        F.check_model(net)
+        dt, dev = F.model_dtype_device(net)
+        params = F.detached_params(net)
+        state = F.frozen_state(net)
+        xq = query.to(device=dev, dtype=dt)[None]
+        p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        out = functional_call(net, {**p, **state}, (xq,))
+        if pixel is None:
+            if out.numel() != 1:
+                raise ValueError(f"pixel is None but the model outputs {out.numel()} values per example")
+            fq = out.reshape(())
+        else:
+            fq = out.reshape(out.shape[-2], out.shape[-1])[int(pixel[0]), int(pixel[1])]
+        grads = torch.autograd.grad(fq, list(p.values()))
+        tangent = {k: g.detach() for k, g in zip(p, grads)}
+        x = F.as_input(train_inputs, "train_inputs", dt, dev)
+        y = F.as_input(train_targets, "train_targets", dt, dev).reshape(n, -1)
+        dots = torch.empty(n, dtype=dt, device=dev)
+        for i in range(0, n, batch_size):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+
+            def losses(w: dict[str, Tensor], xb: Tensor = xb, yb: Tensor = yb) -> Tensor:
+                o = functional_call(net, {**w, **state}, (xb,)).reshape(xb.shape[0], -1)
+                if o.shape[1] != yb.shape[1]:
+                    raise ValueError(f"train_targets must hold {o.shape[1]} values per example, got {yb.shape[1]}")
+                return per_example_loss(o, yb, loss)
+
+            _, dots[i : i + batch_size] = jvp(losses, (params,), (tangent,))
+        term = -float(eta) * dots
+        scores = term if scores is None else scores + term
+    assert scores is not None
+    return scores.detach()
