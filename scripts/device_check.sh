@@ -20,6 +20,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+if [[ -z "${PYTHON:-}" && -x .venv/bin/python ]] && ! python3 -c "import torch" 2>/dev/null; then
+  PY="$PWD/.venv/bin/python"  # a dry run here: the project's environment (the GPU machine's python3 holds torch)
+fi
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 OUTDIR="${OUT:-$PWD/runs/device-check-out}"
