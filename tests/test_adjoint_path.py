@@ -145,6 +145,36 @@ def test_scratch_directory_must_be_the_recorders_own(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_a_killed_recorders_scratch_is_reused_but_a_users_file_beside_it_is_not(tmp_path):
+    """A SIGKILLed replay leaves its marked scratch: the next one clears only those files and starts over."""
+    from jordanlab.kernels.adjoint_path import _FILES
+
+    def leftover(path):  # what a killed recorder leaves: its marker and its four stores
+        path.mkdir()
+        (path / SCRATCH_MARKER).write_text("jordanlab adjoint path recorder scratch\n")
+        for name in _FILES:
+            (path / name).write_bytes(b"stale")
+
+    def bound(scratch):
+        model = build("local-cnn", width=2, depth=2, norm="none").double()
+        q, p = _queries()
+        rec = AdjointPathRecorder(q, p, n_train=10, scratch=scratch)
+        rec.bind(model, torch.optim.Adam(model.parameters(), lr=0.01))  # bind() makes the scratch
+        return rec
+
+    leftover(tmp_path / "left")
+    rec = bound(tmp_path / "left")
+    assert all((tmp_path / "left" / name).stat().st_size == 0 for name in _FILES)  # a fresh scratch
+    rec.close()
+    assert not (tmp_path / "left").exists()
+    leftover(tmp_path / "mixed")
+    (tmp_path / "mixed" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        bound(tmp_path / "mixed")
+    assert (tmp_path / "mixed" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "mixed" / "u.bin").read_bytes() == b"stale"
+
+
 def test_kernel_explain_replays_a_ranger_run_on_disk_and_matches_the_ram_recorder(tmp_path):
     """`jordanlab kernel explain RUN` on a Ranger run: the run itself (f_T = its logit), a_i as in RAM."""
     import json

@@ -108,6 +108,10 @@ class _Adjoint:
 
     def _init_scratch(self, scratch: str | os.PathLike[str]) -> None:
         path = Path(scratch)
+        own = {SCRATCH_MARKER, *_FILES}
+        if path.is_dir() and (path / SCRATCH_MARKER).is_file() and {p.name for p in path.iterdir()} <= own:
+            for name in own:  # a killed recorder's leftover: only its own files, proven by the marker
+                (path / name).unlink(missing_ok=True)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ValueError(f"scratch directory {str(path)!r} exists and is not empty: the adjoint recorder needs its own")
         path.mkdir(parents=True, exist_ok=True)
@@ -300,6 +304,10 @@ class AdjointPathRecorder:
         self._scratch = scratch
         self._impl: _Adjoint | None = None
         path = Path(scratch)
+        own = {SCRATCH_MARKER, *_FILES}
+        if path.is_dir() and (path / SCRATCH_MARKER).is_file() and {p.name for p in path.iterdir()} <= own:
+            for name in own:  # a killed recorder's leftover: only its own files, proven by the marker
+                (path / name).unlink(missing_ok=True)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):  # refused now, not at bind
             raise ValueError(f"scratch directory {str(path)!r} exists and is not empty: the adjoint recorder needs its own")
 
