@@ -69,6 +69,8 @@ def explain_replay(run_dir: str | os.PathLike[str], image: int | str, pixel: tup
     report = json.loads((out / f"explain-{query.name}.json").read_text())
     report.update(method="replay", summary={key: v for key, v in summary.items() if key != "queries"},
                   figure=str(out / f"explain-{query.name}.png"))
+    if (out / f"explain-{query.name}-maps.png").is_file():  # the disk sweep's per-pixel maps
+        report["maps_figure"] = str(out / f"explain-{query.name}-maps.png")
     write_json(out / "explain.json", report)
     return report
 

@@ -11,7 +11,10 @@ Memory: the forward recorders keep (N + 1) × P per-example shares in RAM (two s
 ``memory="disk"`` (chosen by ``"auto"`` when those would take more than half the available RAM) uses
 :class:`jordanlab.kernels.AdjointPathRecorder` instead: the same a_i by a backward sweep over the steps,
 stored in a scratch directory ``OUT/adjoint-scratch`` (O(T (Q + 1) P) bytes, deleted afterwards), with the
-per-example gradients recomputed in float64 (``gradient_dtype``).
+per-example gradients recomputed in float64 (``gradient_dtype``). On disk the sweep also splits each top
+example's a_i over the pixels of its presentations (``kernels.PixelMaps``; all examples' maps when they take
+at most :data:`MAP_BUDGET` bytes, then the whole training set's split by pixel class and distance to the
+curve too, ``experiments.explain_maps``), drawn as ``OUT/<prefix><name>-maps.png``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from jordanlab._atomic import save_figure, write_json
-from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder, AdjointPathRecorder, RangerPathRecorder
+from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder, AdjointPathRecorder, PixelMaps, RangerPathRecorder
 
 from ._runs import run_config, run_images, trained_model
+from .explain_maps import CLASSES, distance_labels, map_summary, plot_pixel_maps, split_by_class, split_by_distance
 from .images import parse_image_spec
 
 __all__ = ["MEMORY_MODES", "Query", "concentration", "explain_adam_run", "plot_adam_explanation", "queries_from_specs",
@@ -36,6 +41,8 @@ __all__ = ["MEMORY_MODES", "Query", "concentration", "explain_adam_run", "plot_a
 
 #: ``memory`` of :func:`explain_adam_run`: per-example shares in RAM, the adjoint sweep on disk, or by size.
 MEMORY_MODES = ("auto", "ram", "disk")
+#: Bytes of per-pixel maps the disk sweep keeps for every example at once; above it, a second sweep keeps the top ±k.
+MAP_BUDGET = 1 << 30
 
 
 def share_bytes(n_train: int, n_params: int, optimizer: str, dtype: torch.dtype = torch.float64) -> int:
@@ -159,13 +166,17 @@ def explain_adam_run(
         recorder = RangerPathRecorder if ranger else AdamPathRecorder  # Ranger: RAdam + Lookahead, term for term
         rec = recorder(images, [q.pixel for q in queries], n_train, gradient_dtype=gradient_dtype, **kwargs)
     t0 = time.perf_counter()
-    adjoint = None
+    adjoint = maps = None
     try:
         train(config, replay, progress=progress, step_hooks=[rec])
         seconds = time.perf_counter() - t0
         if memory == "disk":
-            adjoint = rec.result()
+            h, w = _train_shape(config)
+            all_maps = len(queries) * rec.steps * config.train.batch_size * h * w * 8 <= MAP_BUDGET
+            adjoint = rec.result(maps=all_maps)
             result = adjoint.path
+            top = sorted({int(i) for j in range(len(queries)) for i in _top(result.contributions[j], k)})
+            maps = adjoint.maps if all_maps else rec.pixel_maps(top)
         else:
             result = rec.result()
     finally:
@@ -193,7 +204,8 @@ def explain_adam_run(
     if adjoint is not None:
         summary.update(disk_bytes=adjoint.disk_bytes, sweep_seconds=adjoint.sweep_seconds, forward_seconds=seconds,
                        seconds=seconds + adjoint.sweep_seconds,
-                       gradient_dtype=str(gradient_dtype or torch.float64).replace("torch.", ""))
+                       gradient_dtype=str(gradient_dtype or torch.float64).replace("torch.", ""),
+                       maps_of="all examples" if maps is not None and all_maps else f"top ±{k} of each query")
     if ranger:
         summary.update(replay_residual=result.replay_residual, slow_residual_max=float(result.slow_residuals.max()),
                        rectified_steps=int(result.rectified.sum()), lookahead_syncs=int(result.synced.sum()))
@@ -210,6 +222,8 @@ def explain_adam_run(
             report["quadrature_residual"] = report["residual"] + report["adjoint_residual"] - report["bookkeeping"]
         if result.pieces is not None:
             report["pieces_per_step_mean"] = float(result.pieces[:, j].double().mean())
+        if maps is not None:
+            _add_maps(report, maps, j, all_maps)
         quad = getattr(result, "quadrature_residuals", None)
         if quad is not None and quad.numel():
             steps_q = quad[:, j].cpu()
@@ -224,11 +238,38 @@ def explain_adam_run(
                                                                    if adjoint is not None else ()))})
         write_json(out / f"{prefix}{q.name}.json", {**report, "run": str(run_dir), "steps": result.steps,
                                                      "quadrature": quadrature})
-        plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png",
-                              title=f"{run_dir.name} (real {'Ranger' if ranger else 'Adam'} run, exact path decomposition): "
-                                    f"{q.source}")
+        kind = f"{run_dir.name} (real {'Ranger' if ranger else 'Adam'} run, exact path decomposition)"
+        plot_adam_explanation(report, q, train_b, train_m, out / f"{prefix}{q.name}.png", title=f"{kind}: {q.source}")
+        if maps is not None:
+            plot_pixel_maps(report, q.boundary, q.mask, q.pixel, maps, j, out / f"{prefix}{q.name}-maps.png",
+                            title=f"{kind}, per-pixel maps of the top training images: {q.source}")
     write_json(out / f"{prefix}summary.json", summary)
     return summary
+
+
+def _train_shape(config: object) -> tuple[int, int]:
+    from jordanlab import data
+
+    size = data.resolve(config.data.preset).size
+    return size, size
+
+
+def _top(a: Tensor, k: int) -> list[int]:
+    order = torch.argsort(a.cpu())
+    return order[:k].tolist() + order.flip(0)[:k].tolist()
+
+
+def _add_maps(report: dict, maps: PixelMaps, j: int, all_examples: bool) -> None:
+    """The per-pixel split of the query's top ±k examples (and, with every example's maps, of Σ_i a_i)."""
+    tops = [item["index"] for item in report["top_positive"] + report["top_negative"]]
+    summary = {item["index"]: item for item in map_summary(maps, j, tops)}
+    for item in report["top_positive"] + report["top_negative"]:
+        item.update({key: v for key, v in summary[item["index"]].items() if key != "index"})
+    if all_examples:
+        one = PixelMaps(maps.examples, maps.steps, maps.inputs, maps.targets, maps.maps[j:j + 1])
+        report["map_classes"] = dict(zip(CLASSES, split_by_class(one)[0].tolist()))
+        report["map_distance"] = dict(zip(distance_labels(), split_by_distance(one)[0].tolist()))
+        report["map_sum"] = float(one.maps.sum())  # = Σ_i a_i to rounding
 
 
 def _query_report(result: AdamPathDecomposition, j: int, q: Query, k: int) -> dict:

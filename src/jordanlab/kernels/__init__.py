@@ -23,7 +23,7 @@ The pipelines over runs (``kernel verify``, ``thesis``, ``infinite-check``, ``ex
 """
 
 from .adam_path import PIXEL_LOSSES, AdamPathDecomposition, AdamPathRecorder, check_adam
-from .adjoint_path import AdjointPathDecomposition, AdjointPathRecorder
+from .adjoint_path import AdjointPathDecomposition, AdjointPathRecorder, PixelMaps
 from .attribution import Explanation, explain, input_similarity, nearest_training_images, similarity_shift, tracin_cp
 from .checkpoint import CheckpointPathKernel, checkpoint_path_kernel
 from .infinite import NTKConv2d, NTKLinear, cnn_kernels, mlp_kernels, ntk_cnn, ntk_mlp, width_convergence
@@ -39,7 +39,7 @@ from .tangent import DEFAULT_NTK_METHOD, NtkMethod, tangent_kernel
 
 __all__ = [
     "DEFAULT_NTK_METHOD", "LOSSES", "PIXEL_LOSSES", "AdamPathDecomposition", "AdamPathRecorder",
-    "AdjointPathDecomposition", "AdjointPathRecorder", "CheckpointPathKernel", "Explanation", "NTKConv2d", "NTKLinear", "NtkMethod", "PathDecomposition",
+    "AdjointPathDecomposition", "AdjointPathRecorder", "CheckpointPathKernel", "Explanation", "NTKConv2d", "NTKLinear", "NtkMethod", "PathDecomposition", "PixelMaps",
     "PathRecorder", "RangerPathDecomposition", "RangerPathRecorder", "check_adam", "check_ranger", "checkpoint_path_kernel", "cnn_kernels", "discrete_gradient_descent_mse",
     "explain", "gradient_descent_mse", "input_similarity", "kernel_regression", "kernel_regression_min_ridge",
     "mlp_kernels", "nearest_training_images", "ntk_cnn", "ntk_mlp", "path_decomposition", "per_example_loss",

@@ -31,6 +31,16 @@ weights w_{t−1} as trained, the batch (inputs as augmented, targets, dataset i
 a scratch directory; :meth:`AdjointPathRecorder.result` then sweeps t = T, …, 1 reading them in reverse.
 The forward aggregate checks the sweep: Σ_i a_i (adjoint) − a_data (forward) is reported as
 ``adjoint_residual`` (float rounding: ~1e-15 relative in float64).
+
+**Per-pixel maps.** ℓ_i is the mean of example i's per-pixel losses ℓ_{i,p}, so the same jvp, taken of the
+(B, H·W) per-pixel losses instead of their means, splits every a_i over the pixels of each presentation of
+example i (each step that drew it, as augmented then), ℓ_{i,p} the loss at pixel p:
+
+    a_i = Σ_{τ: i ∈ B_τ} Σ_p A_{τ,i}[p],   A_{τ,i}[p] = (1 − β1) (c_τ / |B_τ|) ⟨GC(λ_τ), ∇ℓ_{i,p}(w_{τ−1})⟩ / (H W),
+
+the talk's "superposition of training examples" down to the pixels that carry it, at no extra jvp
+(``result(maps=...)`` or :meth:`AdjointPathRecorder.pixel_maps`, :class:`PixelMaps`). The maps of one
+presentation live in its own (augmented) frame: an affine augmentation has no pixel-exact way back.
 """
 
 from __future__ import annotations
@@ -53,11 +63,42 @@ from . import _functional as F
 from .adam_path import AdamPathDecomposition, AdamPathRecorder
 from .ranger_path import RangerPathDecomposition, RangerPathRecorder
 
-__all__ = ["SCRATCH_MARKER", "AdjointPathDecomposition", "AdjointPathRecorder"]
+__all__ = ["SCRATCH_MARKER", "AdjointPathDecomposition", "AdjointPathRecorder", "PixelMaps"]
 
 #: The file that marks a scratch directory as the adjoint recorder's own (it deletes only such directories).
 SCRATCH_MARKER = ".jordanlab-adjoint-scratch"
 _FILES = ("u.bin", "w.bin", "x.bin", "y.bin")
+
+
+@dataclass(frozen=True)
+class PixelMaps:
+    """Per-pixel contributions of chosen examples, one entry per presentation (a step that drew the example).
+
+    Attributes
+    ----------
+    examples, steps : Tensor of shape (K,)
+        Dataset index and 0-based step of each presentation (steps ascending within an example).
+    inputs, targets : Tensor of shape (K, H, W)
+        The presentation's image and mask as trained (augmented), float.
+    maps : Tensor of shape (Q, K, H, W)
+        A_{τ,i}[p]: ``maps[q, examples == i].sum()`` is a_i of query q (the sweep's contribution).
+    """
+
+    examples: Tensor
+    steps: Tensor
+    inputs: Tensor
+    targets: Tensor
+    maps: Tensor
+
+    def select(self, examples: Sequence[int]) -> PixelMaps:
+        """The presentations of ``examples`` only (each must be among :attr:`examples`, or never drawn)."""
+        keep = torch.isin(self.examples, torch.as_tensor(list(examples), dtype=self.examples.dtype))
+        return PixelMaps(self.examples[keep], self.steps[keep], self.inputs[keep], self.targets[keep],
+                         self.maps[:, keep])
+
+    def totals(self) -> Tensor:
+        """(Q, K): each presentation's share Σ_p A_{τ,i}[p]."""
+        return self.maps.flatten(2).sum(-1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +125,7 @@ class AdjointPathDecomposition:
     adjoint_residual: Tensor
     disk_bytes: int
     sweep_seconds: float
+    maps: PixelMaps | None = None
 
     @property
     def contributions(self) -> Tensor:
@@ -123,6 +165,7 @@ class _Adjoint:
         self._window: list[tuple[int, Tensor, Tensor]] = []  # (t, coef_t, ḡ_t) of the open Lookahead window
         self._beta1: float | None = None
         self._cached: AdjointPathDecomposition | None = None
+        self._kept: set[int] = set()
 
     # -- the forward recorder, reduced to one share row -------------------------------------------------
     def _share_rows(self) -> int:
@@ -145,12 +188,16 @@ class _Adjoint:
 
     def _batch_losses(self, p: dict[str, Tensor], xb: Tensor, yb: Tensor, training: bool) -> Tensor:
         """(ℓ_i(w))_i of one batch, shape (B,): each example's mean per-pixel loss, BatchNorm statistics of its batch."""
+        return self._pixel_losses(p, xb, yb, training).sum(1)
+
+    def _pixel_losses(self, p: dict[str, Tensor], xb: Tensor, yb: Tensor, training: bool) -> Tensor:
+        """(ℓ_{i,p}(w) / (H W)), shape (B, H·W): the per-pixel terms of :meth:`_batch_losses`."""
         if training:
             out = functional_call(self.jvp_train, p, (xb,))
         else:
             out = functional_call(self.jvp_eval, {**p, **self.grad_state}, (xb,))
-        per = elementwise_loss(out, yb.reshape(out.shape), self.loss)
-        return per.reshape(out.shape[0], -1).mean(1)
+        per = elementwise_loss(out, yb.reshape(out.shape), self.loss).reshape(out.shape[0], -1)
+        return per / per.shape[1]
 
     def _example_grads(self, w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
         """The one share row: ∇_w Σ_i ℓ_i(w), shape (1, P) (the aggregate of the forward recorder's rows)."""
@@ -202,8 +249,12 @@ class _Adjoint:
             self._write_u(s, c * g)
         self._window = []
 
-    def _sweep(self) -> Tensor:
-        """a (Q, N): λ_T = u_T, λ_τ = u_τ + β1 λ_{τ+1}; a_i += (1 − β1) c_τ/|B_τ| ⟨GC(λ_τ), ∇ℓ_i(w_{τ−1})⟩ by jvp."""
+    def _sweep(self, keep: Tensor | None = None) -> tuple[Tensor, PixelMaps | None]:
+        """a (Q, N): λ_T = u_T, λ_τ = u_τ + β1 λ_{τ+1}; a_i += (1 − β1) c_τ/|B_τ| ⟨GC(λ_τ), ∇ℓ_i(w_{τ−1})⟩ by jvp.
+
+        ``keep``: a bool mask over the N examples whose per-pixel maps are kept (module docstring); the jvp is
+        always taken of the per-pixel losses, so a_i is the same number with or without maps.
+        """
         self._close_window()
         q, p_all = len(self.queries), self._n_params
         a = torch.zeros(q, self.n_train, dtype=self.dtype, device=self.device)
@@ -211,6 +262,7 @@ class _Adjoint:
         beta1 = self._beta1 if self._beta1 is not None else 0.0
         u_bytes = q * p_all * torch.empty((), dtype=self.dtype).element_size()
         w_bytes = p_all * torch.empty((), dtype=self.store_dtype).element_size()
+        kept: list[tuple[Tensor, int, Tensor, Tensor, Tensor]] = []  # examples, step, x, y, maps (Q, k, H·W)
         for t in reversed(range(self.t)):
             lam = self._read("u.bin", self.dtype, t * u_bytes, (q, p_all)) + beta1 * lam
             offset, shape, idx, clip, training = self._batches[t]
@@ -219,24 +271,81 @@ class _Adjoint:
             yb = self._read("y.bin", self.store_dtype, offset, shape).to(self.gdtype)
             v = self._centralize(lam).to(self.gdtype)
             tangents = {n: part.reshape(q, *p.shape) for (n, p), part in zip(self.named, torch.split(v, self.sizes, 1))}
-            fn = lambda p: self._batch_losses(p, xb, yb, training)  # noqa: E731
-            rows = vmap(lambda t: jvp(fn, (w,), (t,))[1])(tangents).to(self.dtype)  # (Q, B): the Q jvps at once
-            a.index_add_(1, idx.to(self.device), ((1.0 - beta1) * clip / shape[0]) * rows)
-        return a
+            fn = lambda p: self._pixel_losses(p, xb, yb, training)  # noqa: E731
+            pix = vmap(lambda t: jvp(fn, (w,), (t,))[1])(tangents).to(self.dtype)  # (Q, B, H·W): the Q jvps at once
+            pix = ((1.0 - beta1) * clip / shape[0]) * pix
+            a.index_add_(1, idx.to(self.device), pix.sum(2))
+            if keep is not None and bool(keep[idx].any()):
+                rows = keep[idx].nonzero().flatten()
+                kept.append((idx[rows], t, xb[rows.to(xb.device)], yb[rows.to(xb.device)],
+                             pix[:, rows.to(pix.device)]))
+        if keep is None:
+            return a, None
+        return a, self._collect(kept, q)
+
+    def _collect(self, kept: list, q: int) -> PixelMaps:
+        """The kept presentations, grouped by example, steps ascending (the sweep visits them backwards)."""
+        if not kept:
+            return PixelMaps(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                             torch.zeros(0, 0, 0), torch.zeros(0, 0, 0), torch.zeros(q, 0, 0, 0, dtype=self.dtype))
+        examples = torch.cat([k[0] for k in kept]).cpu()
+        steps = torch.cat([torch.full((len(k[0]),), k[1], dtype=torch.long) for k in kept])
+        hw = kept[0][2].shape[-2:]
+        inputs = torch.cat([k[2].reshape(-1, *hw) for k in kept]).float().cpu()
+        targets = torch.cat([k[3].reshape(-1, *hw) for k in kept]).float().cpu()
+        maps = torch.cat([k[4] for k in kept], 1).reshape(q, -1, *hw).cpu()
+        order = torch.as_tensor(np.lexsort((steps.numpy(), examples.numpy())))
+        return PixelMaps(examples[order], steps[order], inputs[order], targets[order], maps[:, order])
+
+    def _keep_mask(self, maps: bool | Sequence[int]) -> Tensor | None:
+        if maps is False:
+            return None
+        keep = torch.zeros(self.n_train, dtype=torch.bool)
+        if maps is True:
+            keep[:] = True
+        else:
+            idx = torch.as_tensor(list(maps), dtype=torch.long)
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_train):
+                raise ValueError(f"maps: example indices must lie in [0, {self.n_train}), got {idx.tolist()}")
+            keep[idx] = True
+        return keep
+
+    def pixel_maps(self, examples: Sequence[int]) -> PixelMaps:
+        """The per-pixel maps of ``examples``: from the cached result when it kept them, else one more sweep."""
+        result = self.result()
+        wanted = set(int(i) for i in examples)
+        if result.maps is not None and wanted <= self._kept:
+            return result.maps.select(sorted(wanted))
+        keep = self._keep_mask(sorted(wanted))
+        a, maps = self._sweep(keep)
+        self._check_same(a, result.contributions)
+        return maps
+
+    @staticmethod
+    def _check_same(a: Tensor, ref: Tensor) -> None:
+        """A second sweep recomputes the same a_i (same reads, same jvps): anything else is a bug, not rounding."""
+        if not torch.equal(a, ref):
+            raise RuntimeError(f"a second sweep gave other contributions (max diff {float((a - ref).abs().max()):.3e})")
 
     def disk_bytes(self) -> int:
         """Bytes the scratch files hold now."""
         return sum((self.scratch / name).stat().st_size for name in _FILES if (self.scratch / name).exists())
 
-    def result(self) -> AdjointPathDecomposition:  # type: ignore[override]
-        """The decomposition (the backward sweep runs once, on the first call, after the last step)."""
-        if self._cached is not None and self._cached.path.steps == self.t:
+    def result(self, *, maps: bool | Sequence[int] = False) -> AdjointPathDecomposition:  # type: ignore[override]
+        """The decomposition (the backward sweep runs once, on the first call, after the last step).
+
+        ``maps``: keep the per-pixel maps of every example (``True``: Q · T · B · H · W numbers) or of the
+        listed ones, in the same sweep (:class:`PixelMaps`, ``.maps`` of the result).
+        """
+        if self._cached is not None and self._cached.path.steps == self.t and maps is False:
             return self._cached
         forward = super().result()
         self._close_window()
         disk = self.disk_bytes()
+        keep = self._keep_mask(maps)
         t0 = time.perf_counter()
-        a = self._sweep()
+        a, kept = self._sweep(keep)
+        self._kept = set() if keep is None else set(keep.nonzero().flatten().tolist())
         seconds = time.perf_counter() - t0
         aggregate = forward.contributions[:, 0]
         bn = getattr(forward, "batchnorm", torch.zeros_like(forward.regulariser))
@@ -244,7 +353,7 @@ class _Adjoint:
         path = dataclasses.replace(forward, contributions=a, residual=residual)
         self._cached = AdjointPathDecomposition(path=path, aggregate=aggregate.clone(),
                                                 adjoint_residual=a.sum(1) - aggregate, disk_bytes=disk,
-                                                sweep_seconds=seconds)
+                                                sweep_seconds=seconds, maps=kept)
         return self._cached
 
     def close(self) -> None:
@@ -350,9 +459,13 @@ class AdjointPathRecorder:
     def disk_bytes(self) -> int:
         return self._bound().disk_bytes()
 
-    def result(self) -> AdjointPathDecomposition:
-        """Run the backward sweep (once) and return the decomposition."""
-        return self._bound().result()
+    def result(self, *, maps: bool | Sequence[int] = False) -> AdjointPathDecomposition:
+        """Run the backward sweep (once) and return the decomposition; ``maps``: keep per-pixel maps (all or these)."""
+        return self._bound().result(maps=maps)
+
+    def pixel_maps(self, examples: Sequence[int]) -> PixelMaps:
+        """Per-pixel maps of ``examples`` (:class:`PixelMaps`): kept by ``result(maps=...)``, else one more sweep."""
+        return self._bound().pixel_maps(examples)
 
     def close(self) -> None:
         """Delete the scratch directory's files (only the recorder's own: it carries :data:`SCRATCH_MARKER`)."""
