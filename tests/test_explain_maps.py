@@ -6,8 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jordanlab.experiments.explain_maps import (CLASSES, DISTANCE_BINS, _distance_bins, map_summary, pixel_classes,
-                                                split_by_class, split_by_distance)
+from jordanlab.experiments.explain_maps import (CLASSES, DISTANCE_BINS, OFFSET_BINS, _distance_bins, _offset_bins,
+                                                map_summary, pixel_classes, split_by_class, split_by_distance,
+                                                split_by_offset)
 from jordanlab.kernels import PixelMaps
 
 
@@ -21,21 +22,24 @@ def _maps(seed: int, k: int, size: int, q: int = 2) -> PixelMaps:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), k=st.integers(1, 6), size=st.integers(1, 9))
-def test_class_and_distance_splits_partition_every_map(seed, k, size):
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6), size=st.integers(1, 9), r=st.integers(-3, 40),
+       c=st.integers(-3, 40))
+def test_class_distance_and_offset_splits_partition_every_map(seed, k, size, r, c):
     m = _maps(seed, k, size)
     total = m.maps.flatten(1).sum(1)
     torch.testing.assert_close(split_by_class(m).sum(1), total, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(split_by_distance(m).sum(1), total, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(split_by_offset(m, (r, c)).sum(1), total, rtol=1e-12, atol=1e-12)
     codes = pixel_classes(m.inputs, m.targets)
     assert torch.equal(codes == 0, m.inputs > 0)  # curve pixels are exactly the boundary's
     assert torch.equal(_distance_bins(m.inputs) == 0, m.inputs > 0)  # distance 0 only on the curve
-    for item in map_summary(m, 1, range(4)):
+    for item in map_summary(m, 1, range(4), (r, c)):
         rows = m.examples == item["index"]
         want = float(m.maps[1, rows].sum())
         assert abs(item["a_from_maps"] - want) <= 1e-12 * (1 + abs(want))
         if item["presentations"]:
             assert abs(sum(item["classes"].values()) - want) <= 1e-12 * (1 + abs(want))
+            assert abs(sum(item["offset"].values()) - want) <= 1e-12 * (1 + abs(want))
             assert len(item["presentations"]) == int(rows.sum())
     assert len(CLASSES) == split_by_class(m).shape[1] and len(DISTANCE_BINS) == split_by_distance(m).shape[1]
 
@@ -47,3 +51,10 @@ def test_distance_bins_follow_the_euclidean_distance_to_the_curve():
     # columns 0 | 1 | 2, 3 | 4..7 | 8..11
     assert bins == [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]
     assert _distance_bins(torch.zeros(1, 2, 2)).unique().tolist() == [len(DISTANCE_BINS) - 1]  # no curve: farthest
+
+
+def test_offset_bins_measure_the_distance_to_the_query_coordinates():
+    bins = _offset_bins((1, 20), (0, 0))[0].tolist()
+    # columns 0, 1 | 2, 3 | 4..7 | 8..15 | 16..19
+    assert bins == [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4]
+    assert _offset_bins((4, 4), (71, 55)).unique().tolist() == [len(OFFSET_BINS) - 1]  # a query off the frame

@@ -33,7 +33,8 @@ from jordanlab._atomic import save_figure, write_json
 from jordanlab.kernels import AdamPathDecomposition, AdamPathRecorder, AdjointPathRecorder, PixelMaps, RangerPathRecorder
 
 from ._runs import run_config, run_images, trained_model
-from .explain_maps import CLASSES, distance_labels, map_summary, plot_pixel_maps, split_by_class, split_by_distance
+from .explain_maps import (CLASSES, OFFSET_BINS, distance_labels, map_summary, plot_pixel_maps, split_by_class,
+                           split_by_distance, split_by_offset)
 from .images import parse_image_spec
 
 __all__ = ["MEMORY_MODES", "Query", "concentration", "explain_adam_run", "plot_adam_explanation", "queries_from_specs",
@@ -223,7 +224,7 @@ def explain_adam_run(
         if result.pieces is not None:
             report["pieces_per_step_mean"] = float(result.pieces[:, j].double().mean())
         if maps is not None:
-            _add_maps(report, maps, j, all_maps)
+            _add_maps(report, maps, j, q.pixel, all_maps)
         quad = getattr(result, "quadrature_residuals", None)
         if quad is not None and quad.numel():
             steps_q = quad[:, j].cpu()
@@ -259,16 +260,17 @@ def _top(a: Tensor, k: int) -> list[int]:
     return order[:k].tolist() + order.flip(0)[:k].tolist()
 
 
-def _add_maps(report: dict, maps: PixelMaps, j: int, all_examples: bool) -> None:
+def _add_maps(report: dict, maps: PixelMaps, j: int, pixel: tuple[int, int], all_examples: bool) -> None:
     """The per-pixel split of the query's top ±k examples (and, with every example's maps, of Σ_i a_i)."""
     tops = [item["index"] for item in report["top_positive"] + report["top_negative"]]
-    summary = {item["index"]: item for item in map_summary(maps, j, tops)}
+    summary = {item["index"]: item for item in map_summary(maps, j, tops, pixel)}
     for item in report["top_positive"] + report["top_negative"]:
         item.update({key: v for key, v in summary[item["index"]].items() if key != "index"})
     if all_examples:
         one = PixelMaps(maps.examples, maps.steps, maps.inputs, maps.targets, maps.maps[j:j + 1])
         report["map_classes"] = dict(zip(CLASSES, split_by_class(one)[0].tolist()))
         report["map_distance"] = dict(zip(distance_labels(), split_by_distance(one)[0].tolist()))
+        report["map_offset"] = dict(zip(distance_labels(OFFSET_BINS), split_by_offset(one, pixel)[0].tolist()))
         report["map_sum"] = float(one.maps.sum())  # = Σ_i a_i to rounding
 
 

@@ -6,11 +6,14 @@ presented* (augmented: an affine draw has no pixel-exact way back to the stored 
 
 - **class**: ``curve`` (a boundary pixel), ``inside`` (figure, off the curve) or ``outside`` (ground);
 - **distance** to the nearest curve pixel (Euclidean, ``scipy.ndimage.distance_transform_edt``), in the
-  bins of :data:`DISTANCE_BINS`.
+  bins of :data:`DISTANCE_BINS`;
+- **offset** from the query pixel's own coordinates (r, c) (Euclidean, bins of :data:`OFFSET_BINS`): a
+  convolutional network with padding and pooling is not translation invariant, so training pixels at the
+  query's position may carry it.
 
-Both are exact partitions: the class shares and the distance shares of an example each sum to its a_i, and
-over all examples to Σ_i a_i. They answer the talk's question in pixels: is a query pixel's fate set by
-training pixels near curves (a local rule) or spread over whole figures (look-alikes)?
+All three are exact partitions: each split of an example sums to its a_i, and over all examples to Σ_i a_i.
+They answer the talk's question in pixels: is a query pixel's fate set by training pixels near curves (a
+local rule), at its own position, or spread over whole figures (look-alikes)?
 """
 
 from __future__ import annotations
@@ -26,25 +29,29 @@ from torch import Tensor
 from jordanlab._atomic import save_figure
 from jordanlab.kernels import PixelMaps
 
-__all__ = ["CLASSES", "DISTANCE_BINS", "distance_labels", "map_summary", "pixel_classes", "plot_pixel_maps",
-           "split_by_class", "split_by_distance"]
+__all__ = ["CLASSES", "DISTANCE_BINS", "OFFSET_BINS", "distance_labels", "map_summary", "pixel_classes",
+           "plot_pixel_maps", "split_by_class", "split_by_distance", "split_by_offset"]
 
 #: Pixel classes of a presentation, in the order of :func:`pixel_classes`' codes 0, 1, 2.
 CLASSES = ("curve", "inside", "outside")
 #: Lower edges of the distance bins (pixels from the nearest curve pixel); the last bin is open.
 DISTANCE_BINS = (0.0, 1.0, 2.0, 4.0, 8.0)
+#: Lower edges of the offset bins (pixels from the query pixel's coordinates); the last bin is open.
+OFFSET_BINS = (0.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def distance_labels() -> list[str]:
-    """Names of the distance bins.
+def distance_labels(edges: Sequence[float] = DISTANCE_BINS) -> list[str]:
+    """Names of the bins with lower edges ``edges`` (a first bin [0, 1) of integer distances is ``"0"``).
 
     Examples
     --------
     >>> distance_labels()
     ['0', '[1, 2)', '[2, 4)', '[4, 8)', '>=8']
+    >>> distance_labels(OFFSET_BINS)
+    ['[0, 2)', '[2, 4)', '[4, 8)', '[8, 16)', '>=16']
     """
-    edges = list(DISTANCE_BINS)
-    out = ["0"]
+    edges = list(edges)
+    out = [("0" if edges[1] == 1 else f"[0, {edges[1]:g})")]
     out += [f"[{edges[k]:g}, {edges[k + 1]:g})" for k in range(1, len(edges) - 1)]
     return out + [f">={edges[-1]:g}"]
 
@@ -94,8 +101,23 @@ def split_by_distance(maps: PixelMaps) -> Tensor:
     return _split(maps.maps, _distance_bins(maps.inputs), len(DISTANCE_BINS))
 
 
-def map_summary(maps: PixelMaps, j: int, examples: Sequence[int]) -> list[dict]:
-    """Per example of ``examples`` (query ``j``): a_i from the maps, its class and distance shares, its presentations."""
+def _offset_bins(shape: tuple[int, int], pixel: tuple[int, int]) -> Tensor:
+    """(H, W) bin index of each pixel's distance to ``pixel`` (which may lie outside the H × W frame)."""
+    rows = torch.arange(shape[0], dtype=torch.float64)[:, None] - pixel[0]
+    cols = torch.arange(shape[1], dtype=torch.float64)[None, :] - pixel[1]
+    d = torch.sqrt(rows**2 + cols**2)
+    return torch.bucketize(d, torch.tensor(OFFSET_BINS[1:], dtype=torch.float64), right=True)
+
+
+def split_by_offset(maps: PixelMaps, pixel: tuple[int, int]) -> Tensor:
+    """(Q, len(OFFSET_BINS)): Σ of the maps over the pixels of each bin of distance to the query's (r, c)."""
+    codes = _offset_bins(tuple(maps.inputs.shape[-2:]), pixel).expand(maps.inputs.shape)
+    return _split(maps.maps, codes.contiguous(), len(OFFSET_BINS))
+
+
+def map_summary(maps: PixelMaps, j: int, examples: Sequence[int], pixel: tuple[int, int]) -> list[dict]:
+    """Per example of ``examples`` (query ``j`` at ``pixel``): a_i from the maps, its class, distance and offset
+    shares, its presentations."""
     out = []
     for i in examples:
         sub = maps.select([int(i)])
@@ -105,11 +127,13 @@ def map_summary(maps: PixelMaps, j: int, examples: Sequence[int]) -> list[dict]:
         one = PixelMaps(sub.examples, sub.steps, sub.inputs, sub.targets, sub.maps[j:j + 1])
         cls = split_by_class(one)[0]
         dist = split_by_distance(one)[0]
+        off = split_by_offset(one, pixel)[0]
         shares = one.totals()[0]
         out.append({
             "index": int(i), "a_from_maps": float(shares.sum()),
             "classes": {c: float(v) for c, v in zip(CLASSES, cls.tolist())},
             "distance": {b: float(v) for b, v in zip(distance_labels(), dist.tolist())},
+            "offset": {b: float(v) for b, v in zip(distance_labels(OFFSET_BINS), off.tolist())},
             "presentations": [{"step": int(s) + 1, "share": float(v)} for s, v in zip(sub.steps.tolist(), shares.tolist())],
         })
     return out
@@ -133,9 +157,13 @@ def plot_pixel_maps(report: dict, query_boundary: np.ndarray, query_mask: np.nda
     axes[0, 0].set_title(f"{report['name']}\nf: {report['f0']:.2f} → {report['fT']:.2f}", fontsize=8)
     axes[1, 0].axis("off")
     cls = report.get("map_classes")
-    lines = ["each map: the presentation", "carrying most of |a_i|,", "red pushes f up, blue down", ""]
+    lines = ["each map: the presentation", "carrying most of |a_i|,", "red pushes f up, blue down,",
+             "black: curve outline,", "green +: the query's (r, c)", ""]
     if cls:
         lines += ["all examples, Σ over pixels:"] + [f"{name}: {cls[name]:+.2f}" for name in CLASSES]
+    off = report.get("map_offset")
+    if off:
+        lines += ["", "by distance from (r, c):"] + [f"{b}: {v:+.2f}" for b, v in off.items()]
     axes[1, 0].text(0.0, 0.5, "\n".join(lines), fontsize=7.2, va="center")
     for row, key in ((0, "top_positive"), (1, "top_negative")):
         for col, item in enumerate(report[key]):
@@ -149,8 +177,9 @@ def plot_pixel_maps(report: dict, query_boundary: np.ndarray, query_mask: np.nda
             m = sub.maps[j, best].numpy()
             lim = float(np.abs(m).max()) or 1.0
             ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-            curve = np.ma.masked_where(sub.inputs[best].numpy() <= 0, np.ones_like(m))
-            ax.imshow(curve, cmap="gray_r", vmin=0, vmax=1, alpha=0.55, interpolation="nearest")
+            ax.contour(sub.inputs[best].numpy(), levels=[0.5], colors="k", linewidths=0.6)  # the curve's outline
+            if 0 <= r < m.shape[0] and 0 <= c < m.shape[1]:  # the query's position, when it lies in this frame
+                ax.plot([c], [r], marker="+", color="green", markersize=7, markeredgewidth=1.5)
             frac = float(shares[best] / shares.sum()) if float(shares.sum()) else 0.0
             ax.set_title(f"#{item['index']}: {item['a']:+.3f}\nstep {int(sub.steps[best]) + 1}: {100 * frac:.0f}% "
                          f"of {len(shares)}", fontsize=7.5, color="darkred" if row == 0 else "navy")
