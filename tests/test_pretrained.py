@@ -27,10 +27,33 @@ def _check(name: str) -> dict:
 
 
 def _same_platform(name: str) -> tuple[bool, str]:
+    """Bitwise reproduction is a property of torch, its kernels and the CPU model, not of torch alone."""
     rec = _check(name)["platform"]
-    here = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    same = all(rec[k] == v for k, v in here.items())
+    here = pretrained.platform()
+    same = all(rec.get(k) == v for k, v in here.items())
     return same, f"weights were recorded with {rec}; this machine is {here}"
+
+
+class _Stop(Exception):
+    pass
+
+
+def _first_epoch(name: str, run_dir: Path) -> tuple[dict, dict]:
+    """Train the shipped model's config for one epoch on one thread: (checkpoint, metrics row)."""
+
+    def stop(epoch: int, metrics: dict) -> None:
+        raise _Stop
+
+    config = load_config(pretrained.path(name) / "config.toml")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(_Stop):
+            train(config, run_dir, progress=False, callbacks=[stop])
+    finally:
+        torch.set_num_threads(threads)
+    row = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    return load_checkpoint(run_dir / "ckpt-000001.pt"), row
 
 
 def test_the_required_models_ship_and_verify() -> None:
@@ -85,27 +108,22 @@ def test_shipped_model_reproduces_its_images(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_first_epoch_of_training_gives_the_shipped_intermediate_weights(name: str, tmp_path: Path) -> None:
-    same, why = _same_platform(name)
-    if not same:
-        pytest.skip(f"bitwise reproduction is checked on the recording platform only: {why}")
+def test_first_epoch_of_training_repeats_the_shipped_run(name: str, tmp_path: Path) -> None:
+    """On the recording platform, bit for bit; on any other CPU, the first epoch's mean loss to rounding.
+
+    The bound: on the recording machine, changing only the thread count (another float32 reduction
+    order, as another CPU's kernels give) moved the epoch-1 loss by at most 3.1e-5 relative (local-cnn;
+    the others <= 6.1e-7), while the next training seed moves it by 11-18 %. 1e-3 separates the two.
+    """
     from jordanlab.models.pretrained import weights_sha256
 
-    class _Stop(Exception):
-        pass
-
-    def stop(epoch: int, metrics: dict) -> None:
-        raise _Stop
-
-    config = load_config(pretrained.path(name) / "config.toml")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.raises(_Stop):
-            train(config, tmp_path / "run", progress=False, callbacks=[stop])
-    finally:
-        torch.set_num_threads(threads)
-    ckpt = load_checkpoint(tmp_path / "run" / "ckpt-000001.pt")
+    ckpt, row = _first_epoch(name, tmp_path / "run")
+    want = json.loads((pretrained.path(name) / "metrics.jsonl").read_text().splitlines()[0])
+    assert (row["epoch"], row["step"]) == (want["epoch"], want["step"])
+    assert row["loss"] == pytest.approx(want["loss"], rel=1e-3, abs=0), (name, row["loss"], want["loss"])
+    same, why = _same_platform(name)
+    if not same:
+        pytest.skip(f"epoch-1 loss agrees to rounding; bitwise reproduction is checked on the recording platform only: {why}")
     assert weights_sha256(ckpt["model"]) == _check(name)["epoch1_weights_sha256"]
 
 

@@ -74,12 +74,9 @@ def pack(name: str, run: Path, retrain: Path | None) -> dict:
         first = dict(list_checkpoints(retrain))[1]
         check["epoch1_weights_sha256"] = weights_sha256(load_checkpoint(first)["model"])
         check["retrained_identical"] = True
-    import platform
+    from jordanlab.models.pretrained import platform
 
-    import torch
-
-    check["platform"] = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                         "machine": platform.machine(), "num_threads": 1}
+    check["platform"] = {**platform(), "num_threads": 1}
     write_json(dest / "check.json", check)
     for p in dest.iterdir():
         p.chmod(0o644)

@@ -203,11 +203,17 @@ def _train(config: Config, run_dir: Path, ctx: DistContext, *, progress: bool,
     model = build_model(config.model)
     objective = build_objective(tc)
     net = objective.module(model)
+    if not ctx.is_main:
+        # The other ranks open the run only once rank 0 has made it (marker, config, data): looked at
+        # while rank 0 was writing it, the directory was "non-empty and not jordanlab's" to them.
+        ctx.barrier()
+        run = Run.for_training(run_dir, config)
+        return _train_run(run, model, objective, net, ctx, per_rank=per_rank, amp=amp, channels_last=channels_last,
+                          progress=progress, callbacks=callbacks, step_hooks=step_hooks)
     run = Run.for_training(run_dir, config)
-    with run.lock() if ctx.is_main else contextlib.nullcontext():
-        if ctx.is_main:
-            run.begin(_run_info(ctx, amp, channels_last))
-            run.ensure_data(progress=progress)
+    with run.lock():
+        run.begin(_run_info(ctx, amp, channels_last))
+        run.ensure_data(progress=progress)
         ctx.barrier()
         return _train_run(run, model, objective, net, ctx, per_rank=per_rank, amp=amp, channels_last=channels_last,
                           progress=progress, callbacks=callbacks, step_hooks=step_hooks)

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "names", "path", "resolve", "info", "verify", "is_shipped", "weights_sha256"]
+__all__ = ["MANIFEST", "names", "path", "resolve", "info", "verify", "is_shipped", "weights_sha256", "platform"]
 
 _HERE = Path(__file__).resolve().parent
 #: The checksum manifest's file name (beside this module).
@@ -139,3 +139,34 @@ def weights_sha256(state: dict[str, Any]) -> str:
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(np.ascontiguousarray(t.reshape(-1).view(torch.uint8).numpy()).tobytes())
     return h.hexdigest()
+
+
+def platform() -> dict[str, Any]:
+    """What decides whether float32 training repeats bit for bit: torch, its CPU kernels and the CPU itself.
+
+    Two machines with the same torch and ``cpu_capability`` (e.g. AVX512) can still run other MKL /
+    oneDNN code paths (chosen by CPU model, cache and instruction set extensions such as AMX), and one
+    epoch of training then differs in the last bits. So the CPU's vendor, family, model and a digest of
+    its feature flags (from ``/proc/cpuinfo`` where there is one) are part of the platform. A shipped
+    model's ``check.json`` records the platform it was trained on; the tests check bitwise reproduction
+    there and agreement to rounding elsewhere.
+    """
+    import platform as _platform
+
+    import torch
+
+    cpu: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "cpu family", "model", "model name", "flags") and key not in cpu:
+                cpu[key] = value.strip()
+            if not line.strip() and cpu:
+                break  # the first processor is enough
+    except OSError:
+        pass
+    flags = hashlib.sha256(" ".join(sorted(cpu.pop("flags", "").split())).encode()).hexdigest()[:16]
+    model = " ".join(cpu.get(k, "?") for k in ("vendor_id", "cpu family", "model")) + f" ({cpu.get('model name', _platform.processor())})"
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "machine": _platform.machine(), "cpu": model, "cpu_flags": flags}
