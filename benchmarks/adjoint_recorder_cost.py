@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from _timing import alternate, bce_step, shapes32
 from pytorch_optimizer import Ranger
 
 from jordanlab.kernels import AdjointPathRecorder
@@ -48,11 +46,7 @@ def main() -> None:
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
 
-    from jordanlab import data
-
-    xb, ym = data.make("shapes-32", "train", args.n_train, 0)
-    x = torch.as_tensor(np.asarray(xb), dtype=torch.float32)[:, None]
-    y = torch.as_tensor(np.asarray(ym), dtype=torch.float32)[:, None]
+    x, y = shapes32(args.n_train)
     torch.manual_seed(0)
     base = build("unet", width=args.width, depth=args.depth, norm="batch")
     params = sum(p.numel() for p in base.parameters())
@@ -67,34 +61,22 @@ def main() -> None:
                                       scratch=parent / f"q{q}-kinks{int(kinks)}", kinks=kinks,
                                       quadrature=args.quadrature, gradient_dtype=getattr(torch, args.gradient_dtype))
             rec.bind(rec_net, rec_opt)
-            gen = torch.Generator().manual_seed(0)
 
-            def step(net, opt, idx):
-                opt.zero_grad(set_to_none=True)
-                torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx]), y[idx]).backward()
-                opt.step()
-
-            t_plain, t_rec = [], []
-            for s in range(args.steps + 1):
-                idx = torch.randperm(args.n_train, generator=gen)[: args.batch]
-                t0 = time.perf_counter()
-                step(plain_net, plain_opt, idx)
-                t1 = time.perf_counter()
+            def recorded(idx):
                 rec.before_step(idx, x[idx], y[idx])
-                step(rec_net, rec_opt, idx)
+                bce_step(rec_net, rec_opt, x[idx], y[idx])
                 rec.after_step()
-                t2 = time.perf_counter()
-                if s >= 1:
-                    t_plain.append(t1 - t0)
-                    t_rec.append(t2 - t1)
+
+            t = alternate(lambda idx: bce_step(plain_net, plain_opt, x[idx], y[idx]), recorded, n=args.n_train,
+                          batch=args.batch, steps=args.steps)
             r = rec.result()
             disk = r.disk_bytes
             rec.close()
-            plain = statistics.median(t_plain)
+            plain = t["plain_step_s"]
             sweep = r.sweep_seconds / r.path.steps
-            row = {"queries": q, "kinks": kinks, "gradient_dtype": args.gradient_dtype, "plain_step_s": plain, "recorded_step_s": statistics.median(t_rec),
-                   "forward_factor": statistics.median(t_rec) / plain, "sweep_step_s": sweep,
-                   "sweep_factor": sweep / plain, "total_factor": (statistics.median(t_rec) + sweep) / plain,
+            row = {"queries": q, "kinks": kinks, "gradient_dtype": args.gradient_dtype, "plain_step_s": plain,
+                   "recorded_step_s": t["recorded_step_s"], "forward_factor": t["factor"], "sweep_step_s": sweep,
+                   "sweep_factor": sweep / plain, "total_factor": (t["recorded_step_s"] + sweep) / plain,
                    "bound": 3 + 1.5 * q, "disk_mb_per_step": disk / r.path.steps / 1e6,
                    "pieces_per_step_mean": float(r.path.pieces.double().mean()) if r.path.pieces is not None else None,
                    "relative_residual_max": float(r.path.relative_residual.max()),

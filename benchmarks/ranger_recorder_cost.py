@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 
-import numpy as np
 import torch
+from _timing import alternate, bce_step, shapes32
 from pytorch_optimizer import Ranger
 
 from jordanlab.kernels import RangerPathRecorder
@@ -44,11 +42,7 @@ def main() -> None:
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
 
-    from jordanlab import data
-
-    xb, ym = data.make("shapes-32", "train", args.n_train, 0)
-    x = torch.as_tensor(np.asarray(xb), dtype=torch.float32)[:, None]
-    y = torch.as_tensor(np.asarray(ym), dtype=torch.float32)[:, None]
+    x, y = shapes32(args.n_train)
     torch.manual_seed(0)
     base = build("unet", width=args.width, depth=args.depth, norm=args.norm)
     params = sum(p.numel() for p in base.parameters())
@@ -59,30 +53,17 @@ def main() -> None:
         pixels = [(4 + (7 * i) % 24, 4 + (11 * i) % 24) for i in range(q)]
         rec = RangerPathRecorder([x[i % args.n_train] for i in range(q)], pixels, args.n_train)
         rec.bind(rec_net, rec_opt)
-        gen = torch.Generator().manual_seed(0)
 
-        def step(net, opt, idx):
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx]), y[idx]).backward()
-            opt.step()
-
-        t_plain, t_rec = [], []
-        for s in range(args.steps + 1):
-            idx = torch.randperm(args.n_train, generator=gen)[: args.batch]
-            t0 = time.perf_counter()
-            step(plain_net, plain_opt, idx)
-            t1 = time.perf_counter()
+        def recorded(idx):
             rec.before_step(idx, x[idx], y[idx])
-            step(rec_net, rec_opt, idx)
+            bce_step(rec_net, rec_opt, x[idx], y[idx])
             rec.after_step()
-            t2 = time.perf_counter()
-            if s >= 1:
-                t_plain.append(t1 - t0)
-                t_rec.append(t2 - t1)
+
+        t = alternate(lambda idx: bce_step(plain_net, plain_opt, x[idx], y[idx]), recorded, n=args.n_train,
+                      batch=args.batch, steps=args.steps)
         r = rec.result()
-        factor = statistics.median(t_rec) / statistics.median(t_plain)
-        row = {"queries": q, "plain_step_s": statistics.median(t_plain), "recorded_step_s": statistics.median(t_rec),
-               "factor": factor, "bound": 3 + 1.5 * q, "within_bound": factor <= 3 + 1.5 * q,
+        factor = t["factor"]
+        row = {"queries": q, **t, "bound": 3 + 1.5 * q, "within_bound": factor <= 3 + 1.5 * q,
                "pieces_per_step_mean": float(r.pieces.double().mean()), "kinks_per_step_mean": float(r.kinks.double().mean()),
                "relative_residual_max": float(r.relative_residual.max())}
         results.append(row)

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
-import numpy as np
 import torch
+from _timing import alternate, shapes32
 
 from jordanlab.kernels import PathRecorder, per_example_loss
 from jordanlab.models import build
@@ -37,17 +35,11 @@ def main() -> None:
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
 
-    from jordanlab import data
-
-    xb, ym = data.make("shapes-32", "train", 4 * args.batch, 0)
-    x = torch.as_tensor(np.asarray(xb), dtype=torch.float32)[:, None]
-    y = torch.as_tensor(np.asarray(ym), dtype=torch.float32)[:, None]
+    x, y = shapes32(4 * args.batch)
     n = x.shape[0]
     torch.manual_seed(0)
     model = build(args.model, width=args.width, depth=args.depth, norm="none")
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    gen = torch.Generator().manual_seed(0)
-
     def plain(idx):
         opt.zero_grad()
         per_example_loss(model(x[idx]).flatten(1), y[idx].flatten(1), "bce").mean().backward()
@@ -63,20 +55,9 @@ def main() -> None:
             plain(idx)
             rec.after_step()
 
-        t_plain, t_rec = [], []
-        for s in range(args.steps + 2):
-            idx = torch.randperm(n, generator=gen)[: args.batch]
-            t0 = time.perf_counter()
-            plain(idx)
-            t1 = time.perf_counter()
-            recorded(idx)
-            t2 = time.perf_counter()
-            if s >= 2:  # warm-up
-                t_plain.append(t1 - t0)
-                t_rec.append(t2 - t1)
-        factor = statistics.median(t_rec) / statistics.median(t_plain)
-        row = {"queries": q, "plain_step_s": statistics.median(t_plain), "recorded_step_s": statistics.median(t_rec),
-               "factor": factor, "bound": 1 + 1.5 * q, "within_bound": factor <= 1 + 1.5 * q,
+        t = alternate(plain, recorded, n=n, batch=args.batch, steps=args.steps, warmup=2)
+        factor = t["factor"]
+        row = {"queries": q, **t, "bound": 1 + 1.5 * q, "within_bound": factor <= 1 + 1.5 * q,
                "contraction": rec._rec.contraction.value}
         results.append(row)
         print(json.dumps(row))
