@@ -11,6 +11,9 @@ from torch import nn
 from jordanlab.kernels import AdamPathRecorder
 from jordanlab.models import build
 
+from _paths import data as _data
+from _paths import run
+
 
 class SmoothGated(nn.Module):
     """A smooth (tanh) fully convolutional model with gates: forward = readout(x, gates(x))."""
@@ -34,43 +37,20 @@ class SmoothGated(nn.Module):
         return self.readout(x, self.gates(x))
 
 
-def _data(n: int = 10, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.3).double()
-    y = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.5).double()
-    return x, y
-
-
 def _penalty_weight(step: int) -> float:
     return 0.0 if step < 2 else 0.1
 
 
 def _run(model: nn.Module, rec: AdamPathRecorder | None, *, steps: int = 8, lr: float = 0.05, clip: float = 0.5,
          batch: int = 4, penalty: bool = True, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
-    """A float64 copy of the trainer's step: lr, hook, mean BCE (+ ramped penalty), backward, clip, Adam, hook."""
-    x, y = _data()
+    """The trainer's step with Adam and a ramped gate penalty (``_paths.run``)."""
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, betas=(0.8, 0.99))
-    if rec is not None:
-        rec.bind(model, opt)
-    order = torch.randperm(8, generator=torch.Generator().manual_seed(1))
-    for t in range(steps):
-        idx = order[(t * batch) % 8:(t * batch) % 8 + batch]  # examples 8, 9 never seen
-        for g in opt.param_groups:
-            g["lr"] = lr * (1.0 + 0.5 * t / steps)
-        if rec is not None:
-            rec.before_step(idx, x[idx], y[idx])
-        logits = model(x[idx])
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
-        if penalty:
-            loss = loss + _penalty_weight(t) * model.gate_penalty(model.gates(x[idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        if rec is not None:
-            rec.after_step()
-    return model
+
+    def gate_penalty(m: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor:
+        return _penalty_weight(t) * m.gate_penalty(m.gates(x))
+
+    return run(model, [rec] if rec is not None else [], opt, steps=steps, lr=lr, clip=clip, batch=batch,
+               extra_loss=gate_penalty if penalty else None)
 
 
 def _queries() -> tuple[list[torch.Tensor], list[tuple[int, int]]]:

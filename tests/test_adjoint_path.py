@@ -13,43 +13,14 @@ from jordanlab.kernels import AdamPathRecorder, AdjointPathRecorder, RangerPathR
 from jordanlab.kernels.adjoint_path import SCRATCH_MARKER
 from jordanlab.models import build
 
-
-def _data(n: int = 10, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.3).double()
-    y = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.5).double()
-    return x, y
-
-
-def _queries() -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-    x, _ = _data(2, 12, seed=5)
-    return [x[0], x[1]], [(3, 4), (6, 6)]
+from _paths import data as _data
+from _paths import queries as _queries
+from _paths import run
 
 
 def _run(model: nn.Module, hooks: list, make_opt, *, steps: int, lr: float, clip: float = 0.0, batch: int = 4,
          seed: int = 1) -> nn.Module:
-    """A float64 copy of the trainer's step (lr ramp, hooks, mean BCE, backward, clip, step, hooks)."""
-    x, y = _data()
-    opt = make_opt(model.parameters())
-    for h in hooks:
-        h.bind(model, opt)
-    order = torch.randperm(8, generator=torch.Generator().manual_seed(seed))
-    model.train()
-    for t in range(steps):
-        idx = order[(t * batch) % 8:(t * batch) % 8 + batch]  # examples 8, 9 never seen
-        for g in opt.param_groups:
-            g["lr"] = lr * (1.0 + 0.5 * t / steps)
-        for h in hooks:
-            h.before_step(idx, x[idx], y[idx])
-        loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        for h in hooks:
-            h.after_step()
-    return model
+    return run(model, hooks, make_opt(model.parameters()), steps=steps, lr=lr, clip=clip, batch=batch, seed=seed)
 
 
 def _both(tmp_path, build_model, make_opt, forward_cls, *, steps: int, lr: float, clip: float = 0.0,

@@ -13,42 +13,14 @@ from jordanlab.kernels._segments import SegmentQuadrature
 from jordanlab.kernels.ranger_path import RangerPathRecorder, rectified_step_size
 from jordanlab.models import build
 
-
-def _data(n: int = 10, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.3).double()
-    y = (torch.rand(n, 1, size, size, generator=g, dtype=torch.float64) < 0.5).double()
-    return x, y
-
-
-def _queries() -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-    x, _ = _data(2, 12, seed=5)  # a larger canvas than training: the models are fully convolutional
-    return [x[0], x[1]], [(3, 4), (6, 6)]
+from _paths import data as _data
+from _paths import queries as _queries
+from _paths import run
 
 
 def _run(model: nn.Module, rec: RangerPathRecorder | None, opt: torch.optim.Optimizer, *, steps: int = 10,
          lr: float = 0.01, clip: float = 0.0, batch: int = 4) -> nn.Module:
-    """A float64 copy of the trainer's step: lr, hook, mean BCE, backward, clip, Ranger, hook."""
-    x, y = _data()
-    if rec is not None:
-        rec.bind(model, opt)
-    order = torch.randperm(8, generator=torch.Generator().manual_seed(1))
-    model.train()
-    for t in range(steps):
-        idx = order[(t * batch) % 8:(t * batch) % 8 + batch]  # examples 8, 9 never seen
-        for g in opt.param_groups:
-            g["lr"] = lr * (1.0 + 0.5 * t / steps)
-        if rec is not None:
-            rec.before_step(idx, x[idx], y[idx])
-        loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        if rec is not None:
-            rec.after_step()
-    return model
+    return run(model, [rec] if rec is not None else [], opt, steps=steps, lr=lr, clip=clip, batch=batch)
 
 
 def _recorder(**kw) -> RangerPathRecorder:
