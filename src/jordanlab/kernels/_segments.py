@@ -303,26 +303,34 @@ class SegmentQuadrature:
         """The first point after ``cur`` (within a few ulps) whose relevant pattern differs from cur's.
 
         Safeguarded regula falsi on the changed units' margins (a pre-activation is nearly linear in s
-        over one step, so the estimates converge fast), each estimate followed by a probe on the far side
-        of it at twice the last correction, every fourth probe a bisection, until the bracket is 4 ulps wide.
+        over one step, so the estimates converge fast): each estimate is probed, then a point on its far
+        side at twice the last correction (half the tolerance after the first estimate), so that an
+        accurate estimate closes the bracket at once; every fourth probe is a bisection. Stops when the
+        bracket is 4 ulps of max(s, 0.5) wide: ulps of s ∈ [0, 1] are counted at 0.5 or above, because a
+        unit exactly at its kink at s = 0 (a pre-activation of 0, a pool tie) changes right after 0, and a
+        bracket measured in the ulps of its own tiny upper end shrank for hundreds of probes to 1e-120.
         """
         lo, hi = cur, nxt
         last = None
         for it in range(400):
-            if hi.s - lo.s <= 4 * math.ulp(hi.s):
+            tol = 4 * math.ulp(max(hi.s, 0.5))
+            if hi.s - lo.s <= tol:
                 return hi
             est = None if it % 4 == 3 else self._estimate(lo, hi, masks)
+            if est is not None and est <= lo.s:  # the margin is 0 at lo: the change is right after it
+                est = lo.s + 0.5 * tol
+            elif est is not None and est >= hi.s:
+                est = hi.s - 0.5 * tol
             if est is None or not (lo.s < est < hi.s):
                 est = 0.5 * (lo.s + hi.s)
             p = self._probe(est, relevance=False, gradient=False)
             left = self._same(p.status, cur.status, masks)
             lo, hi = (p, hi) if left else (lo, p)
-            if last is not None:
-                guard = max(2.0 * abs(est - last), 8 * math.ulp(est))
-                s2 = est + guard if left else est - guard
-                if lo.s < s2 < hi.s:
-                    q = self._probe(s2, relevance=False, gradient=False)
-                    lo, hi = (q, hi) if self._same(q.status, cur.status, masks) else (lo, q)
+            guard = 0.5 * tol if last is None else max(2.0 * abs(est - last), 0.5 * tol)
+            s2 = est + guard if left else est - guard
+            if lo.s < s2 < hi.s:
+                q = self._probe(s2, relevance=False, gradient=False)
+                lo, hi = (q, hi) if self._same(q.status, cur.status, masks) else (lo, q)
             last = est
         return hi
 
