@@ -175,3 +175,9 @@ def test_kernel_cli_reports_bad_experiment_input_in_one_line(tmp_path, capsys):
         assert main(["kernel", "explain-adam", str(tmp_path / "run"), *argv, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert ("spec" in err or "--pixel" in err) and len(err.strip().splitlines()) == 1, err
+    for k in ("0", "-1"):  # refused at once, not after the replay (it used to train the whole run first)
+        assert main(["kernel", "explain-adam", "unet", "--image", "0", "--pixel", "1,2", "--k", k,
+                     "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "k must be a positive int" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -137,6 +137,8 @@ def explain_adam_run(
     from jordanlab.train import build_objective, train
     from jordanlab.train.run import Run
 
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:  # before a replay of minutes, not after it
+        raise ValueError(f"k must be a positive int (top +k and -k training images in each figure), got {k!r}")
     run_dir, out = Path(run_dir), Path(out_dir)
     config = run_config(run_dir)
     if config.train.objective != "standard":
