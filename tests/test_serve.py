@@ -185,6 +185,18 @@ def test_binds_to_localhost_by_default() -> None:
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
 
 
+def test_a_port_in_use_or_out_of_range_is_one_line_naming_it(server: Server) -> None:
+    """The real command, against the port the running server holds: exit 2 and one line, no traceback."""
+    port = int(server.url.rsplit(":", 1)[1])
+    for argv, want in ((["--port", str(port)], f"127.0.0.1:{port}"), (["--port", "70000"], "0..65535"),
+                       (["--port", "-1"], "0..65535")):
+        proc = subprocess.run([sys.executable, "-m", "jordanlab.cli", "serve", "--quiet", "--run", "parity-scan", *argv],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and want in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
 # --------------------------------------------------------------------------- the page in a browser
 class WebDriver:
     """The few W3C WebDriver commands the test needs, over HTTP to a chromedriver process."""

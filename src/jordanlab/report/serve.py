@@ -360,9 +360,19 @@ def _handler(app: App, quiet: bool) -> type[BaseHTTPRequestHandler]:
 
 def make_server(runs: list[str], *, host: str = "127.0.0.1", port: int = 8765, device: str = "cpu",
                 quiet: bool = False) -> ThreadingHTTPServer:
-    """A ready ``ThreadingHTTPServer`` (call ``serve_forever``); ``port=0`` picks a free port."""
+    """A ready ``ThreadingHTTPServer`` (call ``serve_forever``); ``port=0`` picks a free port.
+
+    Raises ``ValueError`` naming the address when the port is out of range or cannot be bound (in use,
+    no permission, an unknown host).
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 0..65535 (0 picks a free one), got {port!r}")
     app = App(runs, device=device)
-    server = ThreadingHTTPServer((host, port), _handler(app, quiet))
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(app, quiet))
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
+                         "(0 picks a free one) or --host") from None
     server.daemon_threads = True
     server.app = app  # type: ignore[attr-defined]
     return server
