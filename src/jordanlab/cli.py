@@ -367,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate of the recorded copy")
     quiet(p)
     p = command(kernel, "explain-adam", _cmd_kernel_explain_adam,
-                "exact path decomposition of a real Adam run: replay it and attribute query pixels to training images")
-    p.add_argument("run", help="run directory (its config.toml is replayed; standard objective, Adam/AdamW wd=0)")
+                "exact path decomposition of a real Adam or Ranger run: replay it and attribute query pixels to "
+                "training images (and their pixels)")
+    p.add_argument("run", help="run directory or shipped model (its config.toml is replayed; standard objective; "
+                               "Adam with weight_decay 0, or Ranger)")
     p.add_argument("--image", action="append", required=True,
                    help="INDEX (the run's test split), SUITE:INDEX (suite at --size), PRESET:INDEX or a PNG; "
                         "repeat, one per --pixel")
