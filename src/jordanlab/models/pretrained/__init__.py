@@ -167,6 +167,7 @@ def platform() -> dict[str, Any]:
     except OSError:
         pass
     flags = hashlib.sha256(" ".join(sorted(cpu.pop("flags", "").split())).encode()).hexdigest()[:16]
-    model = " ".join(cpu.get(k, "?") for k in ("vendor_id", "cpu family", "model")) + f" ({cpu.get('model name', _platform.processor())})"
+    name = cpu.get("model name", _platform.processor())
+    model = " ".join(cpu.get(k, "?") for k in ("vendor_id", "cpu family", "model")) + f" ({name})"
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "machine": _platform.machine(), "cpu": model, "cpu_flags": flags}
